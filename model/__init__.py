@@ -1,0 +1,1 @@
+"""Keras layers and models, tokenizers, the one beam search, and SavedModel export."""

@@ -1,0 +1,157 @@
+"""The one beam search: translation, captioning and the char-LM all decode with it.
+
+Pure TensorFlow ops in a `tf.while_loop`, so it is exported inside SavedModels
+and runs wherever TensorFlow places it. A model plugs in through a step
+function; decoding options are tensors, so each request can choose them.
+
+Finished hypotheses are frozen: their only continuation is EOS at zero cost, so
+their score never changes and they spend no expansion. The loop stops as soon
+as every hypothesis of every input has finished, or at the length limit, where
+EOS is forced (a returned score is always the log-probability of the tokens
+shown followed by EOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+# Large but finite, so that sums and divisions never produce NaN.
+NEG_INF = -1e9
+
+State = Any  # a nest of tensors, each [batch * beam, ...]
+StepFn = Callable[[tf.Tensor, State], tuple[tf.Tensor, State]]
+"""step(tokens [batch * beam], state) -> (log-probs [batch * beam, vocab], state)."""
+
+
+class BeamSearchResult(NamedTuple):
+    tokens: tf.Tensor  # [batch, n, time] int32, EOS excluded, padded with 0
+    lengths: tf.Tensor  # [batch, n] int32, tokens per hypothesis
+    log_probs: tf.Tensor  # [batch, n] float32, sum of log-probs, EOS included
+    scores: tf.Tensor  # [batch, n] float32, log_probs / length penalty; best first
+
+
+class _Beams(NamedTuple):
+    """Loop variables of the search."""
+
+    step: tf.Tensor  # [] int32
+    last_tokens: tf.Tensor  # [batch * beam] int32
+    tokens: tf.Tensor  # [batch, beam, time] int32
+    log_probs: tf.Tensor  # [batch, beam] float32
+    lengths: tf.Tensor  # [batch, beam] int32
+    finished: tf.Tensor  # [batch, beam] bool
+    model_state: State
+
+
+def length_penalty(lengths: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """GNMT's ((5 + length) / 6) ** alpha; alpha 0 ranks by plain log-probability."""
+    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
+
+
+class BeamSearch:
+    """Beam search over a step function, in three steps: initialize, step, finalize.
+
+    Args:
+      bos_id: token fed at the first step.
+      eos_id: token that ends a hypothesis.
+    """
+
+    def __init__(self, bos_id: int, eos_id: int):
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+
+    def __call__(self, step_fn: StepFn, initial_state: State, beam_width: tf.Tensor,
+                 num_hypotheses: tf.Tensor, alpha: tf.Tensor,
+                 max_length: tf.Tensor) -> BeamSearchResult:
+        """Decodes a batch.
+
+        Args:
+          step_fn: the model's step, see `StepFn`.
+          initial_state: nest of [batch, ...] tensors, one entry per input.
+          beam_width: [] int32, hypotheses kept per input (1 = greedy).
+          num_hypotheses: [] int32, hypotheses returned per input (<= beam_width).
+          alpha: [] float32, length penalty exponent.
+          max_length: [batch] int32, output tokens allowed per input, EOS excluded.
+        """
+        alpha = tf.cast(alpha, tf.float32)
+        max_length = tf.cast(max_length, tf.int32)
+        beams = self.initialize(initial_state, beam_width, tf.reduce_max(max_length) + 1)
+        (beams,) = tf.while_loop(
+            lambda b: tf.logical_not(tf.reduce_all(b.finished)),
+            lambda b: (self.step(step_fn, b, alpha, max_length),),
+            (beams,),
+            maximum_iterations=tf.shape(beams.tokens)[2],
+        )
+        return self.finalize(beams, num_hypotheses, alpha)
+
+    def initialize(self, initial_state: State, beam_width: tf.Tensor,
+                   max_steps: tf.Tensor) -> _Beams:
+        """Copies each input's state `beam_width` times; only the first copy is live."""
+        batch = tf.shape(tf.nest.flatten(initial_state)[0])[0]
+        first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, beam_width - 1], NEG_INF)], 1)
+        return _Beams(
+            step=tf.constant(0),
+            last_tokens=tf.fill([batch * beam_width], tf.constant(self.bos_id, tf.int32)),
+            tokens=tf.zeros([batch, beam_width, max_steps], tf.int32),
+            log_probs=first,
+            lengths=tf.zeros([batch, beam_width], tf.int32),
+            finished=tf.zeros([batch, beam_width], tf.bool),
+            model_state=tf.nest.map_structure(
+                lambda s: tf.repeat(s, beam_width, axis=0), initial_state),
+        )
+
+    def step(self, step_fn: StepFn, beams: _Beams, alpha: tf.Tensor,
+             max_length: tf.Tensor) -> _Beams:
+        """Expands every live hypothesis by one token and keeps the best `beam_width`."""
+        batch, beam = tf.shape(beams.log_probs)[0], tf.shape(beams.log_probs)[1]
+        log_probs, model_state = step_fn(beams.last_tokens, beams.model_state)
+        vocab = tf.shape(log_probs)[-1]
+        log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, beam, vocab])
+
+        is_eos = tf.equal(tf.range(vocab), self.eos_id)  # [vocab]
+        # Frozen: a finished hypothesis only continues with EOS, at no cost.
+        log_probs = tf.where(beams.finished[..., None], tf.where(is_eos, 0.0, NEG_INF), log_probs)
+        # At its length limit an input's hypotheses must end now.
+        at_limit = (beams.step >= max_length)[:, None, None]  # [batch, 1, 1]
+        log_probs = tf.where(tf.logical_and(at_limit, tf.logical_not(is_eos)), NEG_INF, log_probs)
+
+        totals = beams.log_probs[..., None] + log_probs  # [batch, beam, vocab]
+        scored = tf.where(beams.finished, beams.lengths + 1, beams.step + 1)  # tokens scored
+        ranking = totals / length_penalty(scored, alpha)[..., None]
+        _, flat_ids = tf.math.top_k(tf.reshape(ranking, [batch, -1]), k=beam)  # [batch, beam]
+        origin, token = flat_ids // vocab, flat_ids % vocab
+
+        was_finished = tf.gather(beams.finished, origin, batch_dims=1)
+        token = tf.where(was_finished, 0, token)
+        ended = tf.logical_or(was_finished, tf.equal(token, self.eos_id))
+        lengths = tf.where(was_finished, tf.gather(beams.lengths, origin, batch_dims=1),
+                           beams.step + tf.cast(tf.logical_not(ended), tf.int32))
+        written = tf.where(ended, 0, token)
+        position = tf.one_hot(beams.step, tf.shape(beams.tokens)[2], dtype=tf.int32)
+        tokens = tf.gather(beams.tokens, origin, batch_dims=1) + written[..., None] * position
+
+        flat_origin = tf.reshape(origin + tf.range(batch)[:, None] * beam, [-1])
+        return _Beams(
+            step=beams.step + 1,
+            last_tokens=tf.reshape(token, [-1]),
+            tokens=tokens,
+            log_probs=tf.gather(tf.reshape(totals, [batch, -1]), flat_ids, batch_dims=1),
+            lengths=lengths,
+            finished=ended,
+            model_state=tf.nest.map_structure(lambda s: tf.gather(s, flat_origin), model_state),
+        )
+
+    def finalize(self, beams: _Beams, num_hypotheses: tf.Tensor,
+                 alpha: tf.Tensor) -> BeamSearchResult:
+        """Ranks the hypotheses by length-penalised score and keeps the best `num_hypotheses`."""
+        scores = beams.log_probs / length_penalty(beams.lengths + 1, alpha)
+        scores, order = tf.math.top_k(scores, k=num_hypotheses)
+        time = tf.maximum(tf.reduce_max(beams.lengths), 1)
+        return BeamSearchResult(
+            tokens=tf.gather(beams.tokens, order, batch_dims=1)[:, :, :time],
+            lengths=tf.gather(beams.lengths, order, batch_dims=1),
+            log_probs=tf.gather(beams.log_probs, order, batch_dims=1),
+            scores=scores,
+        )

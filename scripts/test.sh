@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: creates/updates .venv, lints, runs pytest (extra
+# arguments go to pytest). pytest's "no tests collected" (exit 5) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh || exit 1
+echo "== ruff"
+ruff check . || exit 1
+echo "== pytest"
+python -m pytest -p no:cacheprovider "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,1 @@
+"""gRPC server, per-model batcher, model registry, metrics, client library and CLI."""

@@ -1,0 +1,148 @@
+"""Python client library and CLI for a recur server.
+
+Library:
+    with RecurClient("localhost:8500") as client:
+        response = client.translate(["In the beginning..."], beam_width=4, num_hypotheses=3)
+
+CLI:
+    python -m serving.client --target localhost:8500 translate "In the beginning..."
+    python -m serving.client models
+    python -m serving.client health --wait 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.recur.v1 import recur_pb2, recur_pb2_grpc
+
+
+class RecurClient:
+    """A blocking client; every call takes a deadline (`timeout` seconds)."""
+
+    def __init__(self, target: str = "localhost:8500", timeout: float = 60.0,
+                 max_message_bytes: int = 4 * 1024 * 1024):
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = recur_pb2_grpc.RecurStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def __enter__(self) -> RecurClient:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def translate(self, texts: list[str], model: str = "", version: int = 0,
+                  beam_width: int | None = None, num_hypotheses: int | None = None,
+                  length_penalty: float | None = None,
+                  max_length: int | None = None) -> recur_pb2.TranslateResponse:
+        """Translates `texts`; options left as None take the server's defaults."""
+        options = recur_pb2.DecodeOptions(**{
+            k: v for k, v in dict(beam_width=beam_width, num_hypotheses=num_hypotheses,
+                                  length_penalty=length_penalty, max_length=max_length).items()
+            if v is not None})
+        request = recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=model or self.default_model("translate"),
+                                      version=version),
+            texts=texts, options=options)
+        return self.stub.Translate(request, timeout=self.timeout)
+
+    def list_models(self, name: str = "") -> recur_pb2.ListModelsResponse:
+        return self.stub.ListModels(recur_pb2.ListModelsRequest(name=name), timeout=self.timeout)
+
+    def default_model(self, task: str) -> str:
+        """The first model the server serves for `task` (alphabetically)."""
+        for status in self.list_models().models:
+            if status.task == task and any(
+                    v.state == recur_pb2.ModelVersionStatus.AVAILABLE for v in status.versions):
+                return status.name
+        raise LookupError(f"the server serves no {task!r} model; pass --model")
+
+    def wait_until_serving(self, seconds: float, service: str = "") -> None:
+        """Polls grpc.health.v1 until `service` ("" = whole server) is SERVING."""
+        give_up = time.monotonic() + seconds
+        while True:
+            try:
+                reply = self.health.Check(health_pb2.HealthCheckRequest(service=service),
+                                          timeout=2.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass  # not listening yet
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"server not SERVING after {seconds:.0f} s")
+            time.sleep(0.5)
+
+
+def _print_translations(texts: list[str], response: recur_pb2.TranslateResponse) -> None:
+    for i, (text, nbest) in enumerate(zip(texts, response.results, strict=True), 1):
+        print(f"[{i}] {text}")
+        for rank, hyp in enumerate(nbest.hypotheses, 1):
+            print(f"    {rank}. score {hyp.score:8.4f}  log_prob {hyp.log_prob:8.3f}  {hyp.text}")
+    print(f"(model version {response.model_version})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="localhost:8500",
+                        help="server address HOST:PORT (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="deadline of each call in seconds (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tr = commands.add_parser("translate", help="translate texts, print the n-best with scores")
+    tr.add_argument("texts", nargs="+", metavar="TEXT")
+    tr.add_argument("--model", default="",
+                    help="model name (default: the server's first translate model)")
+    tr.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
+    tr.add_argument("--beam-width", type=int, help="beam width 1..16 (default: server's, 4)")
+    tr.add_argument("--num-hypotheses", type=int, default=3,
+                    help="n-best entries per text (default: %(default)s)")
+    tr.add_argument("--length-penalty", type=float,
+                    help="GNMT alpha 0..2 (default: server's, 0.6)")
+    tr.add_argument("--max-length", type=int,
+                    help="most output subwords (default: the model's)")
+    commands.add_parser("models", help="list the served models, versions and figures")
+    hl = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")
+    hl.add_argument("--wait", type=float, default=0.0,
+                    help="poll up to this many seconds until SERVING (default: %(default)s)")
+    hl.add_argument("--service", default="", help='service or model name (default: "" = server)')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with RecurClient(args.target, args.timeout) as client:
+        try:
+            if args.command == "translate":
+                response = client.translate(
+                    args.texts, args.model, args.version, args.beam_width,
+                    args.num_hypotheses, args.length_penalty, args.max_length)
+                _print_translations(args.texts, response)
+            elif args.command == "models":
+                print(client.list_models())
+            else:
+                client.wait_until_serving(args.wait, args.service)
+                print("SERVING")
+        except grpc.RpcError as error:
+            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+        except (LookupError, TimeoutError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

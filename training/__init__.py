@@ -1,0 +1,1 @@
+"""Corpora, tf.data pipelines, training configs, `python -m training.run`, evaluation."""

@@ -1,0 +1,34 @@
+"""Training progress in logs: one line every few seconds, for runs without a terminal
+(CI, Kubernetes jobs, `| tee`), where Keras' progress bar prints nothing until an epoch ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import keras
+
+log = logging.getLogger(__name__)
+
+
+class ProgressLog(keras.callbacks.Callback):
+    def __init__(self, every_seconds: float = 15.0):
+        super().__init__()
+        self.every_seconds = every_seconds
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+        self.started = self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_seconds:
+            self.last = now
+            log.info("epoch %d/%d step %d: loss %.4f (%.1f steps/s)", self.epoch + 1,
+                     self.params.get("epochs", 0), batch + 1, (logs or {}).get("loss", 0.0),
+                     (batch + 1) / (now - self.started))
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        log.info("epoch %d/%d done in %.0f s: %s", epoch + 1, self.params.get("epochs", 0),
+                 time.monotonic() - self.started, figures)
