@@ -3,6 +3,7 @@ plus Prometheus metrics on HTTP.
 
 Start-up order: listen with health NOT_SERVING, load and warm every model,
 then flip health to SERVING (per model: the model's name; whole server: "").
+The health service "liveness" is SERVING from the start, for liveness probes.
 On SIGTERM or SIGINT health turns NOT_SERVING, new RPCs are refused and
 in-flight ones get --grace-seconds to finish.
 """
@@ -34,6 +35,7 @@ log = logging.getLogger("serving")
 
 SERVICE_NAME = recur_pb2.DESCRIPTOR.services_by_name["Recur"].full_name
 CONFIGS = (ServerConfig, BatchingConfig, LimitsConfig)
+LIVENESS = "liveness"
 
 
 async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsConfig) -> int:
@@ -47,7 +49,11 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    # "liveness" answers SERVING while the event loop runs (a liveness probe must not
+    # restart a pod that is merely loading models); "" is readiness: all models warm.
+    await health_servicer.set(LIVENESS, serving)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, not_serving)
 
@@ -77,9 +83,9 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         return 1
     for name, entry in registry.models.items():
         if entry.served:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await health_servicer.set(name, serving)
     for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, serving)
     log.info("serving %s", ", ".join(f"{n} v{e.served.version}"
                                      for n, e in registry.models.items() if e.served))
 

@@ -95,7 +95,7 @@ def test_health_reflection_and_model_listing(server):
     target, _, _ = server
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "recur.v1.Recur", MODEL):
+        for service in ("", "recur.v1.Recur", MODEL, "liveness"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         services = ProtoReflectionDescriptorDatabase(channel).get_services()

@@ -49,9 +49,8 @@ class TranslateConfig:
 # trains the real model (hours on a CPU, far less on a GPU).
 PROFILES: dict[type, dict[str, dict[str, Any]]] = {
     TranslateConfig: {
-        "quick": dict(max_train_examples=12_000, max_dev_examples=300, vocab_size=2000,
-                      embedding_dim=96, units=192, max_source_tokens=40, max_target_tokens=48,
-                      batch_size=64, epochs=2, learning_rate=2e-3),
+        "quick": dict(vocab_size=4000, embedding_dim=128, units=256, max_source_tokens=48,
+                      max_target_tokens=64, batch_size=64, epochs=3, learning_rate=2e-3),
         "full": {},
     },
 }
