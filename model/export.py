@@ -64,6 +64,25 @@ def staged_export(export_base: Path, model_name: str) -> Iterator[StagedExport]:
             shutil.rmtree(staged.path, ignore_errors=True)
 
 
+@contextmanager
+def portable_kernels(model) -> Iterator[None]:
+    """Makes Keras RNN layers trace their generic kernels instead of cuDNN's.
+
+    On a GPU, Keras LSTM/GRU layers emit CudnnRNNV3, an op with no CPU kernel:
+    an export traced that way would not load on a CPU-only server. Inside this
+    context every RNN layer of `model` has `use_cudnn=False`; training is untouched.
+    """
+    layers = [layer for layer in model._flatten_layers() if hasattr(layer, "use_cudnn")]
+    saved = [layer.use_cudnn for layer in layers]
+    for layer in layers:
+        layer.use_cudnn = False
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, saved, strict=True):
+            layer.use_cudnn = value
+
+
 def read_metadata(version_dir: Path) -> dict:
     path = Path(version_dir) / METADATA_FILE
     return json.loads(path.read_text()) if path.exists() else {}

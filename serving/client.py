@@ -45,12 +45,13 @@ class RecurClient:
 
     def translate(self, texts: list[str], model: str = "", version: int = 0,
                   beam_width: int | None = None, num_hypotheses: int | None = None,
-                  length_penalty: float | None = None,
-                  max_length: int | None = None) -> recur_pb2.TranslateResponse:
+                  length_penalty: float | None = None, max_length: int | None = None,
+                  max_length_ratio: float | None = None) -> recur_pb2.TranslateResponse:
         """Translates `texts`; options left as None take the server's defaults."""
         options = recur_pb2.DecodeOptions(**{
             k: v for k, v in dict(beam_width=beam_width, num_hypotheses=num_hypotheses,
-                                  length_penalty=length_penalty, max_length=max_length).items()
+                                  length_penalty=length_penalty, max_length=max_length,
+                                  max_length_ratio=max_length_ratio).items()
             if v is not None})
         request = recur_pb2.TranslateRequest(
             model=recur_pb2.ModelSpec(name=model or self.default_model("translate"),
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GNMT alpha 0..2 (default: server's, 0.6)")
     tr.add_argument("--max-length", type=int,
                     help="most output subwords (default: the model's)")
+    tr.add_argument("--max-length-ratio", type=float,
+                    help="at most ratio x source subwords + 10; 0 = off (default: model's, 2.0)")
     commands.add_parser("models", help="list the served models, versions and figures")
     hl = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")
     hl.add_argument("--wait", type=float, default=0.0,
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "translate":
                 response = client.translate(
                     args.texts, args.model, args.version, args.beam_width,
-                    args.num_hypotheses, args.length_penalty, args.max_length)
+                    args.num_hypotheses, args.length_penalty, args.max_length,
+                    args.max_length_ratio)
                 _print_translations(args.texts, response)
             elif args.command == "models":
                 print(client.list_models())

@@ -103,7 +103,7 @@ class ModelRegistry:
     def _warm_up(task: str, run, metadata: dict) -> None:
         """Runs one request through the graph so the first client does not pay for tracing."""
         if task == "translate":
-            run(DecodeKey(2, 1, 0.6, 8), ["warm up"])
+            run(DecodeKey(2, 1, 0.6, 8, 2.0), ["warm up"])
 
     def get(self, name: str, version: int = 0) -> ServedModel:
         entry = self.models.get(name)

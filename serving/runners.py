@@ -15,6 +15,7 @@ class DecodeKey(NamedTuple):
     num_hypotheses: int
     length_penalty: float
     max_length: int
+    max_length_ratio: float
 
 
 class Hypothesis(NamedTuple):
@@ -30,7 +31,8 @@ def translate_batch(signature, key: DecodeKey, texts: list[str]) -> list[list[Hy
                     beam_width=tf.constant(key.beam_width, tf.int32),
                     num_hypotheses=tf.constant(key.num_hypotheses, tf.int32),
                     length_penalty=tf.constant(key.length_penalty, tf.float32),
-                    max_length=tf.constant(key.max_length, tf.int32))
+                    max_length=tf.constant(key.max_length, tf.int32),
+                    max_length_ratio=tf.constant(key.max_length_ratio, tf.float32))
     texts_out, scores = out["texts"].numpy(), out["scores"].numpy()
     log_probs, lengths = out["log_probs"].numpy(), out["num_tokens"].numpy()
     return [[Hypothesis(texts_out[i, j].decode("utf-8"), float(scores[i, j]),

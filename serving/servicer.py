@@ -57,7 +57,11 @@ def decode_key(options: recur_pb2.DecodeOptions, model: ServedModel,
     if not 1 <= max_length <= limits.max_output_length:
         raise invalid(f"options.max_length must be in 1..{limits.max_output_length}, "
                       f"got {max_length}")
-    return DecodeKey(beam, n, round(float(alpha), 4), max_length)
+    ratio = (options.max_length_ratio if options.HasField("max_length_ratio")
+             else float(model.metadata.get("max_length_ratio", 2.0)))
+    if not (math.isfinite(ratio) and 0.0 <= ratio <= 10.0):
+        raise invalid(f"options.max_length_ratio must be in 0..10, got {ratio}")
+    return DecodeKey(beam, n, round(float(alpha), 4), max_length, round(float(ratio), 4))
 
 
 def check_texts(texts, limits: LimitsConfig, field: str = "texts") -> list[str]:
@@ -98,8 +102,9 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
                       handler: Callable[[], Awaitable]):
         """Runs `handler`, maps every failure to a status, records the metrics."""
         started = time.monotonic()
-        name = getattr(getattr(request, "model", None), "name", "")
-        label = name if name in self.registry.models else UNKNOWN_MODEL
+        spec = getattr(request, "model", None)
+        label = ("" if spec is None else spec.name if spec.name in self.registry.models
+                 else UNKNOWN_MODEL)
         code = grpc.StatusCode.OK
         try:
             return await handler()

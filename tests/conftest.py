@@ -20,7 +20,7 @@ EN = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "t
 FR = ["un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix"]
 
 
-def toy_pairs(n: int = 300, seed: int = 0) -> list[tuple[str, str]]:
+def toy_pairs(n: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
     import random
 
     rng = random.Random(seed)
@@ -46,15 +46,19 @@ def toy_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory, toy_corpus):
-    """Trains a tiny translator on the toy corpus and exports it: (report, export base)."""
+    """Trains a tiny translator on the toy corpus (about 10 s) and exports it.
+
+    It learns the toy task (BLEU ~100), so served answers can be checked for content.
+    Returns (report, export base).
+    """
     from training.config import TranslateConfig
     from training.translate import train_translation
 
     base = tmp_path_factory.mktemp("exports")
     config = TranslateConfig(
-        train_file=str(toy_corpus), model_name="toy-en-fr", vocab_size=40, embedding_dim=16,
-        units=32, dropout=0.0, max_source_tokens=16, max_target_tokens=20, batch_size=32,
-        epochs=3, learning_rate=1e-2, export_base=str(base),
+        train_file=str(toy_corpus), model_name="toy-en-fr", vocab_size=40, embedding_dim=32,
+        units=64, dropout=0.1, max_source_tokens=16, max_target_tokens=20, batch_size=32,
+        epochs=8, learning_rate=5e-3, export_base=str(base),
         run_dir=str(tmp_path_factory.mktemp("runs")))
     return train_translation(config), base
 

@@ -244,7 +244,7 @@ def bible_db(path: Path) -> Path:
         ("4", GENESIS, 1, 1, "In the beginning,\n God created."),
         ("l", GENESIS, 1, 1, "Au commencement, Dieu créa."),
         ("4", GENESIS, 1, 2, "God`s Spirit  was\thovering."),
-        ("l", GENESIS, 1, 2, "L'esprit de Dieu se mouvait."),
+        ("l", GENESIS, 1, 2, "(1:3) L'esprit de Dieu (2.1) se mouvait."),
         ("4", GENESIS, 1, 3, "Only in English."),
         ("4", GENESIS, 1, 4, "A verse with a placeholder in French."),
         ("l", GENESIS, 1, 4, " *** "),

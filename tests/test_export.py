@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -15,17 +16,16 @@ from model.seq2seq import Seq2Seq
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
 from model.translator import Translator
 from tests.conftest import ROOT, toy_pairs
-from training.translate import export_translator
 
 pytestmark = pytest.mark.slow
 
 SOURCES = ["one two", "three", "seven eight nine ten", "five five five five"]
 
 
-def call_signature(signature, beam=4, n=3, alpha=0.6, max_length=12):
+def call_signature(signature, beam=4, n=3, alpha=0.6, max_length=12, ratio=2.0):
     return signature(texts=tf.constant(SOURCES), beam_width=tf.constant(beam),
                      num_hypotheses=tf.constant(n), length_penalty=tf.constant(alpha),
-                     max_length=tf.constant(max_length))
+                     max_length=tf.constant(max_length), max_length_ratio=tf.constant(ratio))
 
 
 def test_export_layout_and_metadata(tiny_export):
@@ -34,7 +34,10 @@ def test_export_layout_and_metadata(tiny_export):
     assert (report.export_path / "saved_model.pb").is_file()
     meta = json.loads((report.export_path / METADATA_FILE).read_text())
     assert meta["task"] == "translate" and meta["signature"] == "translate"
-    assert {"dev_bleu", "dev_chrf"} <= set(meta["metrics"])
+    expected = {f"{split}_{metric}_{decoder}" for split in ("dev", "test")
+                for metric in ("bleu", "chrf") for decoder in ("greedy", "beam4")}
+    assert expected == set(meta["metrics"])
+    assert meta["metrics"]["test_bleu_beam4"] > 90, "the toy task is learnable"
     assert not [p for p in (base / "toy-en-fr").iterdir() if p.name.startswith(".staging")]
 
 
@@ -46,7 +49,7 @@ def test_reloaded_savedmodel_matches_the_keras_model(tmp_path):
     model((tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32)))
     translator = Translator(model, tokenizer, max_source_tokens=16)
     in_process = call_signature(translator.translate)
-    export_translator(translator, tmp_path)
+    translator.save(tmp_path)
     exported = call_signature(tf.saved_model.load(str(tmp_path)).signatures["translate"])
     for key in ("texts", "num_tokens"):
         np.testing.assert_array_equal(exported[key].numpy(), in_process[key].numpy())
@@ -75,3 +78,39 @@ def test_failed_export_publishes_nothing(tmp_path):
         raise RuntimeError("training crashed mid-export")
     assert versions(tmp_path / "broken") == []
     assert list((tmp_path / "broken").iterdir()) == []
+
+
+def saved_op_types(path) -> set[str]:
+    """Every op type in a SavedModel's graph and function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    return ops
+
+
+def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch):
+    """On a GPU, Keras RNN layers trace CudnnRNNV3 (no CPU kernel). There is no GPU here,
+    so make Keras believe there is one: the export must still use portable kernels."""
+    keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+    monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
+    texts = [t for pair in toy_pairs(100) for t in pair]
+    tokenizer = SubwordTokenizer(train_sentencepiece(texts, TokenizerConfig(vocab_size=40)))
+    model = Seq2Seq(tokenizer.vocab_size, embedding_dim=8, units=16, dropout=0.0)
+    source = tf.constant([[5, 6, 3]])
+    model((source, tf.constant([[2, 5]])))
+
+    # Without the export's guard the GPU kernel is what gets traced: the check can fail.
+    graph = tf.function(model.encode).get_concrete_function(source).graph
+    assert any(op.type.startswith("Cudnn") for op in graph.get_operations())
+
+    Translator(model, tokenizer, max_source_tokens=16).save(tmp_path)
+    ops = saved_op_types(tmp_path)
+    assert not {op for op in ops if op.startswith("Cudnn")}
+    assert "SentencepieceOp" in ops or any("Sentencepiece" in op for op in ops)
+    monkeypatch.undo()
+    out = call_signature(tf.saved_model.load(str(tmp_path)).signatures["translate"])
+    assert out["texts"].shape == (len(SOURCES), 3)  # runs on this CPU-only machine

@@ -44,15 +44,17 @@ def scrape(url: str) -> str:
 def test_translate_returns_the_models_nbest(server, tiny_export):
     target, _, _ = server
     report, _ = tiny_export
-    texts = ["one two", "seven", "three four five"]
+    texts = ["one two", "seven", "three four nine"]
     with RecurClient(target) as client:
         response = client.translate(texts, MODEL, beam_width=4, num_hypotheses=3,
                                     length_penalty=0.6, max_length=12)
     assert response.model_version == 1
-    assert len(response.results) == len(texts)
+    assert [r.hypotheses[0].text for r in response.results] == [
+        "un deux", "sept", "trois quatre neuf"]
     expected = tf.saved_model.load(str(report.export_path)).signatures["translate"](
         texts=tf.constant(texts), beam_width=tf.constant(4), num_hypotheses=tf.constant(3),
-        length_penalty=tf.constant(0.6), max_length=tf.constant(12))
+        length_penalty=tf.constant(0.6), max_length=tf.constant(12),
+        max_length_ratio=tf.constant(2.0))
     for i, nbest in enumerate(response.results):
         assert [h.text for h in nbest.hypotheses] == [
             t.decode() for t in expected["texts"].numpy()[i]]
@@ -104,7 +106,7 @@ def test_health_reflection_and_model_listing(server):
         (status,) = client.list_models().models
     assert status.name == MODEL and status.task == "translate"
     assert [v.version for v in status.versions] == [1]
-    assert "dev_bleu" in status.metrics
+    assert "dev_bleu_beam4" in status.metrics
 
 
 BAD_REQUESTS = [
@@ -121,6 +123,8 @@ BAD_REQUESTS = [
      grpc.StatusCode.INVALID_ARGUMENT, "options.length_penalty"),
     ({"texts": ["one"], "options": {"max_length": -1}}, grpc.StatusCode.INVALID_ARGUMENT,
      "options.max_length"),
+    ({"texts": ["one"], "options": {"max_length_ratio": -0.5}},
+     grpc.StatusCode.INVALID_ARGUMENT, "options.max_length_ratio"),
     ({"texts": ["one"] * 257}, grpc.StatusCode.INVALID_ARGUMENT, "texts"),
     ({"model": "no-such-model", "texts": ["one"]}, grpc.StatusCode.NOT_FOUND, "no-such-model"),
     ({"model": "", "texts": ["one"]}, grpc.StatusCode.INVALID_ARGUMENT, "model.name"),

@@ -1,4 +1,8 @@
-"""The translation task: corpus -> SentencePiece -> Seq2Seq -> fit -> export -> dev BLEU."""
+"""The translation task: corpus -> SentencePiece -> Seq2Seq -> fit -> export -> BLEU.
+
+A run directory (`RUN_DIR/NAME/`) holds what an interrupted run needs to resume:
+the SentencePiece model and Keras' epoch backup; TensorBoard logs go there too.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ import keras
 import tensorflow as tf
 
 from model.export import directory_size, staged_export
+from model.losses import SmoothedCrossEntropy
 from model.seq2seq import Seq2Seq
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
-from model.translator import TRANSLATE_SIGNATURE, Translator
+from model.translator import Translator
 from training.config import TranslateConfig
 from training.corpora import Splits, load_bible_pairs, read_parallel_tsv, split_fraction
 from training.evaluate import bleu_chrf, translate_all
@@ -32,6 +37,7 @@ class TrainingReport:
     export_path: Path
     export_bytes: int
     train_seconds: float
+    epochs_run: list[int]
     metrics: dict[str, float]
 
 
@@ -40,7 +46,7 @@ def load_pairs(config: TranslateConfig) -> Splits:
         pairs = read_parallel_tsv(Path(config.train_file))
         if config.dev_file:
             return Splits(pairs, read_parallel_tsv(Path(config.dev_file)), [])
-        return split_fraction(pairs, dev=0.1, test=0.0, seed=config.seed)
+        return split_fraction(pairs, dev=0.1, test=0.1, seed=config.seed)
     return load_bible_pairs(config.source, config.target)
 
 
@@ -51,23 +57,32 @@ def _subset(items: list, limit: int, seed: int) -> list:
 
 
 def build_model(config: TranslateConfig, vocab_size: int) -> Seq2Seq:
-    model = Seq2Seq(vocab_size, config.embedding_dim, config.units, config.cell, config.dropout)
+    model = Seq2Seq(vocab_size, config.embedding_dim, config.units, config.cell, config.dropout,
+                    config.encoder_layers)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+        loss=SmoothedCrossEntropy(config.label_smoothing),
         jit_compile=config.jit_compile,
     )
     return model
 
 
-def export_translator(translator: Translator, path: Path) -> None:
-    """Saves the translator with its `translate` signature (also `serving_default`)."""
-    fn = translator.translate.get_concrete_function(*TRANSLATE_SIGNATURE)
-    tf.saved_model.save(translator, str(path),
-                        signatures={"translate": fn, "serving_default": fn})
+def load_or_train_tokenizer(config: TranslateConfig, train: list[tuple[str, str]],
+                            run_dir: Path) -> SubwordTokenizer:
+    """Reuses the run directory's SentencePiece model, so a resumed run keeps its vocabulary."""
+    path = run_dir / "sentencepiece.model"
+    if path.exists():
+        log.info("reusing %s (delete it, or use a new --run-dir, to train a new one)", path)
+        return SubwordTokenizer(path.read_bytes())
+    proto = train_sentencepiece([text for pair in train for text in pair],
+                                TokenizerConfig(vocab_size=config.vocab_size))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto)
+    return SubwordTokenizer(proto)
 
 
-def saved_translate_fn(path: Path, beam_width: int, length_penalty: float, max_length: int):
+def saved_translate_fn(path: Path, beam_width: int, length_penalty: float, max_length: int,
+                       max_length_ratio: float):
     """The exported signature as a `TranslateFn`: what the server will run."""
     signature = tf.saved_model.load(str(path)).signatures["translate"]
 
@@ -75,53 +90,83 @@ def saved_translate_fn(path: Path, beam_width: int, length_penalty: float, max_l
         out = signature(texts=tf.constant(sources), beam_width=tf.constant(beam_width),
                         num_hypotheses=tf.constant(1),
                         length_penalty=tf.constant(length_penalty, tf.float32),
-                        max_length=tf.constant(max_length))
+                        max_length=tf.constant(max_length),
+                        max_length_ratio=tf.constant(max_length_ratio, tf.float32))
         return [t.decode("utf-8") for t in out["texts"].numpy()[:, 0]]
 
     return translate
 
 
-def train_translation(config: TranslateConfig) -> TrainingReport:
+def evaluate_export(path: Path, config: TranslateConfig,
+                    splits: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
+    """BLEU and chrF per split, greedy and beam search, through the exported signature."""
+    metrics: dict[str, float] = {}
+    for decoder, beam in (("greedy", 1), (f"beam{config.eval_beam_width}",
+                                          config.eval_beam_width)):
+        translate = saved_translate_fn(path, beam, config.eval_length_penalty,
+                                       config.max_target_tokens - 1, config.max_length_ratio)
+        for split, pairs in splits.items():
+            if not pairs:
+                continue
+            hypotheses = translate_all(translate, [s for s, _ in pairs],
+                                       desc=f"{split} {decoder}")
+            for key, value in bleu_chrf(hypotheses, [t for _, t in pairs]).items():
+                metrics[f"{split}_{key}_{decoder}"] = value
+            if decoder == "greedy" and split == "dev":
+                for (source, reference), hypothesis in zip(pairs[:3], hypotheses[:3],
+                                                           strict=True):
+                    log.info("dev sample: %s\n    -> %s\n    (reference: %s)", source,
+                             hypothesis, reference)
+        log.info("%s: %s", decoder, {k: v for k, v in metrics.items() if k.endswith(decoder)})
+    return metrics
+
+
+def train_translation(config: TranslateConfig,
+                      extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()
+                      ) -> TrainingReport:
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     splits = load_pairs(config)
     train = _subset(splits.train, config.max_train_examples, config.seed)
-    dev = _subset(splits.dev, config.max_dev_examples, config.seed)
-    log.info("training on %d pairs, evaluating on %d dev pairs", len(train), len(dev))
+    held_out = {"dev": _subset(splits.dev, config.max_eval_examples, config.seed),
+                "test": _subset(splits.test, config.max_eval_examples, config.seed)}
+    log.info("training on %d pairs; evaluating on %d dev and %d test pairs", len(train),
+             len(held_out["dev"]), len(held_out["test"]))
 
-    tokenizer = SubwordTokenizer(train_sentencepiece(
-        [text for pair in train for text in pair], TokenizerConfig(vocab_size=config.vocab_size)))
+    run_dir = Path(config.run_dir) / config.name
+    tokenizer = load_or_train_tokenizer(config, train, run_dir)
     batches = dict(batch_size=config.batch_size, max_source_tokens=config.max_source_tokens,
                    max_target_tokens=config.max_target_tokens)
     train_ds = translation_batches(train, tokenizer, shuffle_seed=config.seed, **batches)
-    dev_ds = translation_batches(dev, tokenizer, **batches)
+    dev_ds = translation_batches(held_out["dev"], tokenizer, **batches)
 
     model = build_model(config, tokenizer.vocab_size)
-    run_dir = Path(config.run_dir) / config.name
-    started = time.monotonic()
+    for inputs, _ in train_ds.take(1):
+        model(inputs)  # build the weights, so BackupAndRestore can restore into them
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
+    ]
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            patience=config.patience, restore_best_weights=True, verbose=1))
     interactive = sys.stderr.isatty()
+    if not interactive:
+        callbacks.append(ProgressLog())
+    started = time.monotonic()
     with warnings.catch_warnings():
         # tf.data with length buckets has no known size; Keras warns at each epoch's end.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs, shuffle=False,
-                  callbacks=[keras.callbacks.TensorBoard(str(run_dir), update_freq=50),
-                             *([] if interactive else [ProgressLog()])],
-                  verbose=1 if interactive else 0)
+        history = model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
+                            shuffle=False, callbacks=[*callbacks, *extra_callbacks],
+                            verbose=1 if interactive else 0)
     train_seconds = time.monotonic() - started
 
     translator = Translator(model, tokenizer, config.max_source_tokens)
     with staged_export(Path(config.export_base), config.name) as staged:
-        export_translator(translator, staged.path)
-        translate = saved_translate_fn(staged.path, config.eval_beam_width,
-                                       config.eval_length_penalty, config.max_target_tokens - 1)
-        hypotheses = translate_all(translate, [s for s, _ in dev], desc="dev BLEU")
-        scores = bleu_chrf(hypotheses, [t for _, t in dev])
-        metrics = {f"dev_{k}": v for k, v in scores.items()}
-        metrics["dev_sentences"] = len(dev)
-        for source, hypothesis in list(zip(dev, hypotheses, strict=True))[:3]:
-            log.info("dev sample: %s\n    -> %s\n    (reference: %s)", source[0], hypothesis,
-                     source[1])
+        translator.save(staged.path)
+        metrics = evaluate_export(staged.path, config, held_out)
         staged.metadata = {
             "task": "translate",
             "signature": "translate",
@@ -129,9 +174,11 @@ def train_translation(config: TranslateConfig) -> TrainingReport:
             "source_language": config.source,
             "target_language": config.target,
             "max_length": config.max_target_tokens - 1,
+            "max_length_ratio": config.max_length_ratio,
             "vocab_size": tokenizer.vocab_size,
             "train_pairs": len(train),
             "train_seconds": round(train_seconds, 1),
+            "epochs_run": len(history.epoch),
             "metrics": metrics,
             "eval": {"beam_width": config.eval_beam_width,
                      "length_penalty": config.eval_length_penalty},
@@ -140,5 +187,4 @@ def train_translation(config: TranslateConfig) -> TrainingReport:
         }
     assert staged.final_path is not None
     return TrainingReport(staged.final_path, directory_size(staged.final_path), train_seconds,
-                          metrics)
-
+                          list(history.epoch), metrics)

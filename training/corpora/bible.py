@@ -56,6 +56,9 @@ _REPAIRS: dict[str, dict[int, str]] = {
     "v": str.maketrans("\xad", "¡"),
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Some translations (e.g. Louis Segond, 1,425 verses) mark where a verse starts in another
+# versification, "(7:26) L'Éternel dit ...": a note, not text to translate.
+_VERSE_REFERENCE = re.compile(r"\(\d+[:.]\d+\)")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -141,7 +144,7 @@ def _query(db_path: Path | None, sql: str, params: tuple[str, ...]) -> list[tupl
 
 def _clean(bb_name: str, text: str) -> str:
     text = text.translate(_REPAIRS.get(bb_name, {}))
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(_VERSE_REFERENCE.sub(" ", _CONTROL.sub(" ", text)).split())
 
 
 def _has_text(verse: str) -> bool:

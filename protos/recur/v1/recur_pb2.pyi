@@ -16,16 +16,18 @@ class ModelSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class DecodeOptions(_message.Message):
-    __slots__ = ("beam_width", "num_hypotheses", "length_penalty", "max_length")
+    __slots__ = ("beam_width", "num_hypotheses", "length_penalty", "max_length", "max_length_ratio")
     BEAM_WIDTH_FIELD_NUMBER: _ClassVar[int]
     NUM_HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
     LENGTH_PENALTY_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_RATIO_FIELD_NUMBER: _ClassVar[int]
     beam_width: int
     num_hypotheses: int
     length_penalty: float
     max_length: int
-    def __init__(self, beam_width: _Optional[int] = ..., num_hypotheses: _Optional[int] = ..., length_penalty: _Optional[float] = ..., max_length: _Optional[int] = ...) -> None: ...
+    max_length_ratio: float
+    def __init__(self, beam_width: _Optional[int] = ..., num_hypotheses: _Optional[int] = ..., length_penalty: _Optional[float] = ..., max_length: _Optional[int] = ..., max_length_ratio: _Optional[float] = ...) -> None: ...
 
 class Hypothesis(_message.Message):
     __slots__ = ("text", "score", "log_prob", "num_tokens")

@@ -1,0 +1,69 @@
+"""The training entry point: its CLI contract, and resuming an interrupted run."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from tests.conftest import ROOT
+from training.config import PROFILES, TranslateConfig
+from training.run import build_parser
+
+
+def test_help_lists_every_option_with_its_default():
+    out = subprocess.run([sys.executable, "-m", "training.run", "translate", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    for field in dataclasses.fields(TranslateConfig):
+        assert "--" + field.name.replace("_", "-") in text
+    assert "--profile {full,quick}" in text
+    assert "default: full 8000, quick 4000" in text  # per-profile defaults are shown
+
+
+def test_flags_beat_profiles_which_beat_field_defaults():
+    from training.flags import config_from_args
+
+    args = build_parser().parse_args(["translate", "--profile", "quick", "--epochs", "7"])
+    config = config_from_args(TranslateConfig, args, PROFILES[TranslateConfig])
+    assert config.epochs == 7
+    assert config.units == PROFILES[TranslateConfig]["quick"]["units"]
+    assert config.clip_norm == TranslateConfig.clip_norm
+
+
+def test_tasks_still_to_come_say_so_and_fail():
+    out = subprocess.run([sys.executable, "-m", "training.run", "tag"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "has not landed yet" in out.stderr
+
+
+class Crash(keras.callbacks.Callback):
+    """Simulates a run killed after its first epoch (after Keras' backup was written)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, toy_corpus):
+    from training.translate import train_translation
+
+    config = TranslateConfig(
+        train_file=str(toy_corpus), model_name="resume", vocab_size=40, embedding_dim=16,
+        units=16, dropout=0.0, max_source_tokens=16, max_target_tokens=20, batch_size=64,
+        epochs=2, patience=0, export_base=str(tmp_path / "exports"),
+        run_dir=str(tmp_path / "runs"))
+    with pytest.raises(KeyboardInterrupt):
+        train_translation(config, extra_callbacks=(Crash(),))
+    assert (tmp_path / "runs" / "resume" / "sentencepiece.model").exists()
+    assert not (tmp_path / "exports" / "resume").exists() or not list(
+        (tmp_path / "exports" / "resume").iterdir()), "a crashed run must not export"
+    report = train_translation(config)
+    assert report.epochs_run == [1], "the second run must start at the second epoch"
+    assert report.export_path.name == "1"
