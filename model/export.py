@@ -2,7 +2,7 @@
 
 `EXPORT_BASE/<model-name>/<version>/` with integer versions. A version is
 written into a hidden temporary directory beside its final place and renamed
-only when complete, so a server polling the base never sees half an export.
+only when complete, so a server scanning the base never sees half an export.
 Each export carries `recur.json`: the task, its signature and the evaluation
 figures, which the server reports through ListModels.
 """
@@ -55,7 +55,8 @@ def staged_export(export_base: Path, model_name: str) -> Iterator[StagedExport]:
         (staged.path / METADATA_FILE).write_text(json.dumps(staged.metadata, indent=2) + "\n")
         version = (versions(model_dir) or [0])[-1] + 1
         final = model_dir / str(version)
-        os.rename(staged.path, final)  # atomic on one filesystem; fails if taken
+        # Atomic on one filesystem; fails if a concurrent export published this version.
+        os.rename(staged.path, final)
         os.chmod(final, 0o755)
         staged.final_path = final
         log.info("published %s", final)

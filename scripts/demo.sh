@@ -4,7 +4,7 @@
 # sends a sample request with the project's client and prints the n-best.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/venv.sh
+source scripts/venv.sh || exit 1
 EXPORTS=${EXPORTS:-exports}
 PORT=${PORT:-8500}
 METRICS_PORT=${METRICS_PORT:-8501}
@@ -12,12 +12,23 @@ METRICS_PORT=${METRICS_PORT:-8501}
 echo "== training (quick profile) and exporting to $EXPORTS/"
 python -m training.run translate --profile quick --export-base "$EXPORTS"
 
-echo "== starting the server on port $PORT (log: server.log)"
+LOG=runs/demo-server.log
+mkdir -p runs
+echo "== starting the server on port $PORT (log: $LOG)"
 python -m serving --model-base-path "$EXPORTS" --port "$PORT" --metrics-port "$METRICS_PORT" \
-  > server.log 2>&1 &
+  > "$LOG" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-python -m serving.client --target "localhost:$PORT" health --wait 300
+for _ in $(seq 300); do
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "error: the server exited; its log ($LOG) ends with:" >&2
+    tail -n 20 "$LOG" >&2
+    exit 1
+  fi
+  python -m serving.client --target "localhost:$PORT" health >/dev/null 2>&1 && break
+  sleep 1
+done
+python -m serving.client --target "localhost:$PORT" health
 
 echo "== sample request"
 python -m serving.client --target "localhost:$PORT" translate --beam-width 4 --num-hypotheses 3 \

@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model name (default: the server's first translate model)")
     tr.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
     tr.add_argument("--beam-width", type=int, help="beam width 1..16 (default: server's, 4)")
-    tr.add_argument("--num-hypotheses", type=int, default=3,
-                    help="n-best entries per text (default: %(default)s)")
+    tr.add_argument("--num-hypotheses", type=int,
+                    help="n-best entries per text, at most the beam width (default: 3, or "
+                         "the beam width if smaller)")
     tr.add_argument("--length-penalty", type=float,
                     help="GNMT alpha 0..2 (default: server's, 0.6)")
     tr.add_argument("--max-length", type=int,
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     with RecurClient(args.target, args.timeout) as client:
         try:
             if args.command == "translate":
+                if args.num_hypotheses is None:
+                    args.num_hypotheses = min(3, args.beam_width or 3)
                 response = client.translate(
                     args.texts, args.model, args.version, args.beam_width,
                     args.num_hypotheses, args.length_penalty, args.max_length,

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = load_sources(args.source_file, metadata.get("source_language", "en"),
                            args.sentences)
     key = DecodeKey(args.beam_width, 1, args.length_penalty,
-                    int(metadata.get("max_length", 128)),
+                    int(metadata.get("max_length", 512)),
                     float(metadata.get("max_length_ratio", 2.0)))
     print(f"{args.export}: {len(sources)} sentences, beam {args.beam_width}, "
           f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")

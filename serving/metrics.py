@@ -28,8 +28,8 @@ BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through
                        ["model"], buckets=BATCH_BUCKETS)
 QUEUE_DEPTH = Gauge("recur_queue_depth", "Inputs waiting in the batcher", ["model"])
 DROPPED = Counter("recur_batcher_dropped_total",
-                  "Requests dropped before inference because their deadline passed or "
-                  "their client cancelled", ["model"])
+                  "Requests (or batch-sized parts of large ones) dropped before inference "
+                  "because their deadline passed or their client cancelled", ["model"])
 MODEL_VERSION = Gauge("recur_model_version", "Newest loaded version of each model", ["model"])
 MODEL_LOAD_FAILURES = Counter("recur_model_load_failures_total",
                               "Model versions that failed to load", ["model"])

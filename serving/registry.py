@@ -33,6 +33,10 @@ class ModelNotFound(LookupError):
     pass
 
 
+class StillLoading(RuntimeError):
+    """Models are still being loaded: the client should retry shortly."""
+
+
 @dataclass
 class ServedModel:
     name: str
@@ -59,6 +63,7 @@ class ModelRegistry:
         self.base_path = Path(base_path)
         self.batching = batching
         self.models: dict[str, ModelEntry] = {}
+        self.loaded = False  # True once load_all has finished
 
     async def load_all(self) -> None:
         """Loads the newest version of every model directory, one after another."""
@@ -66,8 +71,13 @@ class ModelRegistry:
             raise FileNotFoundError(
                 f"--model-base-path {self.base_path} does not exist: train a model first "
                 "(python -m training.run translate --export-base ...) or point to its exports")
-        for model_dir in sorted(p for p in self.base_path.iterdir() if p.is_dir()):
-            found = versions(model_dir)
+        for model_dir in sorted(p for p in self.base_path.iterdir()
+                                if p.is_dir() and not p.name.startswith(".")):
+            try:
+                found = versions(model_dir)
+            except OSError as error:  # e.g. a volume's lost+found, unreadable to us
+                log.warning("skipped %s: %s", model_dir, error)
+                continue
             if not found:
                 log.warning("no integer version directory under %s: skipped", model_dir)
                 continue
@@ -81,6 +91,7 @@ class ModelRegistry:
                 log.exception("failed to load %s version %d", model_dir.name, found[-1])
                 entry.failures[found[-1]] = f"{type(error).__name__}: {error}"
                 metrics.MODEL_LOAD_FAILURES.labels(model_dir.name).inc()
+        self.loaded = True
 
     async def _load(self, name: str, version: int, path: Path) -> ServedModel:
         started = time.monotonic()
@@ -92,7 +103,7 @@ class ModelRegistry:
         loaded = await asyncio.to_thread(tf.saved_model.load, str(path))
         signature = loaded.signatures[metadata.get("signature", task)]
         run = functools.partial(RUNNERS[task], signature)
-        await asyncio.to_thread(self._warm_up, task, run, metadata)
+        await asyncio.to_thread(self._warm_up, task, run)
         batcher = Batcher(name, run, self.batching)
         batcher.start()
         log.info("loaded %s version %d (%s) from %s in %.1f s", name, version, task, path,
@@ -100,13 +111,15 @@ class ModelRegistry:
         return ServedModel(name, version, path, task, metadata, batcher, loaded)
 
     @staticmethod
-    def _warm_up(task: str, run, metadata: dict) -> None:
+    def _warm_up(task: str, run) -> None:
         """Runs one request through the graph so the first client does not pay for tracing."""
         if task == "translate":
             run(DecodeKey(2, 1, 0.6, 8, 2.0), ["warm up"])
 
     def get(self, name: str, version: int = 0) -> ServedModel:
         entry = self.models.get(name)
+        if (entry is None or entry.served is None) and not self.loaded:
+            raise StillLoading("the server is still loading its models; retry shortly")
         if entry is None or entry.served is None:
             known = sorted(n for n, e in self.models.items() if e.served)
             raise ModelNotFound(f"model {name!r} is not loaded; loaded models: {known}")

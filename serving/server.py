@@ -52,7 +52,7 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     # "liveness" answers SERVING while the event loop runs (a liveness probe must not
-    # restart a pod that is merely loading models); "" is readiness: all models warm.
+    # restart a pod that is merely loading models); "" is readiness: loading done.
     await health_servicer.set(LIVENESS, serving)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, not_serving)
@@ -70,12 +70,21 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    try:
-        await registry.load_all()
-    except FileNotFoundError as error:
-        log.error("%s", error)
+    loading = asyncio.create_task(registry.load_all())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([loading, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():  # SIGTERM while loading: nothing in flight, leave at once
+        log.info("stopped while loading models")
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await server.stop(0)
+        await registry.close()
+        return 0
+    if isinstance(loading.exception(), FileNotFoundError):
+        log.error("%s", loading.exception())
         await server.stop(0)
         return 1
+    loading.result()  # any other start-up failure is a crash, with its traceback
     if not registry.ready:
         log.error("no model could be loaded under %s; see the errors above",
                   config.model_base_path)
@@ -89,7 +98,7 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     log.info("serving %s", ", ".join(f"{n} v{e.served.version}"
                                      for n, e in registry.models.items() if e.served))
 
-    await stop.wait()
+    await stopping
     log.info("shutting down: refusing new RPCs, %.0f s for in-flight ones",
              config.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
@@ -109,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     config, batching, limits = (config_from_args(cls, args) for cls in CONFIGS)
+    if limits.max_batch_entries > batching.max_queue_size:
+        parser.error(f"--max-batch-entries ({limits.max_batch_entries}) must not exceed "
+                     f"--max-queue-size ({batching.max_queue_size}): such requests could "
+                     "never be queued")
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(serve(config, batching, limits))

@@ -16,9 +16,9 @@ import grpc
 
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving import metrics
-from serving.batcher import DeadlineExpired, QueueFull
+from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
 from serving.config import LimitsConfig
-from serving.registry import ModelNotFound, ModelRegistry, ServedModel
+from serving.registry import ModelNotFound, ModelRegistry, ServedModel, StillLoading
 from serving.runners import DecodeKey
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def decode_key(options: recur_pb2.DecodeOptions, model: ServedModel,
              else limits.default_length_penalty)
     if not (math.isfinite(alpha) and 0.0 <= alpha <= 2.0):
         raise invalid(f"options.length_penalty must be in 0..2, got {alpha}")
-    model_max = int(model.metadata.get("max_length", limits.max_output_length))
+    model_max = min(int(model.metadata.get("max_length", limits.max_output_length)),
+                    limits.max_output_length)
     max_length = options.max_length if options.HasField("max_length") else model_max
     if not 1 <= max_length <= limits.max_output_length:
         raise invalid(f"options.max_length must be in 1..{limits.max_output_length}, "
@@ -93,6 +94,8 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             model = self.registry.get(spec.name, spec.version)
         except ModelNotFound as error:
             raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+        except StillLoading as error:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
         if model.task != task:
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"model {spec.name!r} is a {model.task!r} model, not {task!r}")
@@ -114,6 +117,8 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
         except DeadlineExpired as error:
             code, message = grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
+        except BatcherClosed as error:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"{error}; retry on another replica"
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise

@@ -54,9 +54,10 @@ class TinySeq2Seq:
     outputs = (1, 4, 5)  # PAD and BOS are never outputs, EOS ends
     sources = ((4, 5, 1, 3), (5, 3), (1, 4, 4, 5, 5, 3), (4, 3))
 
-    def __init__(self):
+    def __init__(self, cell: str = "lstm", encoder_layers: int = 1):
         tf.random.set_seed(3)
-        self.model = Seq2Seq(self.vocab, embedding_dim=8, units=16, dropout=0.0)
+        self.model = Seq2Seq(self.vocab, embedding_dim=8, units=16, cell=cell, dropout=0.0,
+                             encoder_layers=encoder_layers)
         self.model((tf.constant([[4, 3]]), tf.constant([[BOS_ID, 4]])))
         # sharpen the random distribution so that search choices matter
         kernel = self.model.projection.kernel
@@ -85,7 +86,9 @@ class TinySeq2Seq:
         return float(sum(log_probs[t, token] for t, token in enumerate([*tokens, EOS_ID])))
 
 
-@pytest.fixture(params=[Bigram, TinySeq2Seq], ids=["bigram", "seq2seq"], scope="module")
+@pytest.fixture(params=[Bigram, TinySeq2Seq, lambda: TinySeq2Seq("gru", 2),
+                        lambda: TinySeq2Seq("rnn")],
+                ids=["bigram", "lstm", "gru-2-layers", "simple-rnn"], scope="module")
 def decoder(request):
     return request.param()
 

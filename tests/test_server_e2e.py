@@ -136,6 +136,9 @@ BAD_REQUESTS = [
 def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(server, fields, code,
                                                                      named):
     target, metrics_url, _ = server
+    label = MODEL if fields.get("model", MODEL) == MODEL else "_unknown"
+    before = metric(scrape(metrics_url), "recur_requests_total", model=label,
+                    method="Translate", code=code.name)
     request = recur_pb2.TranslateRequest(
         model=recur_pb2.ModelSpec(name=fields.get("model", MODEL),
                                   version=fields.get("version", 0)),
@@ -147,8 +150,9 @@ def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(server, fi
         assert named in error.value.details()
         assert "Traceback" not in error.value.details()
         assert len(client.translate(["one"], MODEL).results) == 1  # still serving
-    assert metric(scrape(metrics_url), "recur_requests_total", method="Translate",
-                  code=code.name) >= 1
+    after = metric(scrape(metrics_url), "recur_requests_total", model=label,
+                   method="Translate", code=code.name)
+    assert after - before == 1, "each refused request is counted once, under a bounded label"
 
 
 def test_unserved_tasks_answer_unimplemented(server):
@@ -177,6 +181,32 @@ def test_metrics_count_requests_and_latency(server):
     latency = dict(model=MODEL, method="Translate")
     assert metric(after, "recur_request_duration_seconds_count", **latency) - metric(
         before, "recur_request_duration_seconds_count", **latency) == 3
-    for name in ("recur_queue_wait_seconds_bucket", "recur_inference_duration_seconds_bucket",
-                 "recur_model_version"):
-        assert name in after
+    for name in ("recur_queue_wait_seconds_count", "recur_inference_duration_seconds_count"):
+        assert metric(after, name, model=MODEL) - metric(before, name, model=MODEL) >= 1
+    assert metric(after, "recur_model_version", model=MODEL) == 1
+
+
+def test_requests_with_different_options_batch_correctly(server):
+    """Concurrent requests with different decode options are grouped per option set;
+    each gets exactly the answer it gets alone."""
+    target, _, _ = server
+    cases = [(["one two three"], 1, 1), (["four five"], 4, 3), (["six"], 2, 2),
+             (["seven eight nine ten"], 4, 1), (["two"], 1, 1), (["ten nine"], 3, 3)] * 3
+
+    def request(texts, beam, n):
+        return recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=MODEL), texts=texts,
+            options=recur_pb2.DecodeOptions(beam_width=beam, num_hypotheses=n))
+
+    def answer(response):
+        return [[(h.text, h.score) for h in r.hypotheses] for r in response.results]
+
+    with RecurClient(target) as client:
+        alone = [answer(client.stub.Translate(request(*case), timeout=60)) for case in cases]
+        futures = [client.stub.Translate.future(request(*case), timeout=60) for case in cases]
+        together = [answer(f.result()) for f in futures]
+    for got, expected in zip(together, alone, strict=True):
+        assert [t for t, _ in got[0]] == [t for t, _ in expected[0]]
+        np.testing.assert_allclose([s for _, s in got[0]], [s for _, s in expected[0]],
+                                   atol=1e-4)
+    assert [len(a[0]) for a in alone] == [n for _, _, n in cases]

@@ -23,6 +23,7 @@ from model.losses import SmoothedCrossEntropy
 from model.seq2seq import Seq2Seq
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
 from model.translator import Translator
+from serving.runners import DecodeKey, translate_batch
 from training.config import TranslateConfig
 from training.corpora import Splits, load_bible_pairs, read_parallel_tsv, split_fraction
 from training.evaluate import bleu_chrf, translate_all
@@ -81,30 +82,20 @@ def load_or_train_tokenizer(config: TranslateConfig, train: list[tuple[str, str]
     return SubwordTokenizer(proto)
 
 
-def saved_translate_fn(path: Path, beam_width: int, length_penalty: float, max_length: int,
-                       max_length_ratio: float):
-    """The exported signature as a `TranslateFn`: what the server will run."""
-    signature = tf.saved_model.load(str(path)).signatures["translate"]
-
-    def translate(sources: list[str]) -> list[str]:
-        out = signature(texts=tf.constant(sources), beam_width=tf.constant(beam_width),
-                        num_hypotheses=tf.constant(1),
-                        length_penalty=tf.constant(length_penalty, tf.float32),
-                        max_length=tf.constant(max_length),
-                        max_length_ratio=tf.constant(max_length_ratio, tf.float32))
-        return [t.decode("utf-8") for t in out["texts"].numpy()[:, 0]]
-
-    return translate
-
-
 def evaluate_export(path: Path, config: TranslateConfig,
                     splits: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
-    """BLEU and chrF per split, greedy and beam search, through the exported signature."""
+    """BLEU and chrF per split, greedy and beam search, through the exported signature
+    called exactly as the server calls it."""
+    signature = tf.saved_model.load(str(path)).signatures["translate"]
     metrics: dict[str, float] = {}
     for decoder, beam in (("greedy", 1), (f"beam{config.eval_beam_width}",
                                           config.eval_beam_width)):
-        translate = saved_translate_fn(path, beam, config.eval_length_penalty,
-                                       config.max_target_tokens - 1, config.max_length_ratio)
+        key = DecodeKey(beam, 1, config.eval_length_penalty, config.max_target_tokens - 1,
+                        config.max_length_ratio)
+
+        def translate(sources: list[str], key: DecodeKey = key) -> list[str]:
+            return [nbest[0].text for nbest in translate_batch(signature, key, sources)]
+
         for split, pairs in splits.items():
             if not pairs:
                 continue
