@@ -72,7 +72,9 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, f"infer-{model}")
         self._task: asyncio.Task | None = None
-        self._closing = False
+        self._closing = False  # no new requests
+        self._stopped = False  # the loop ends
+        self._running = False  # a batch is on the worker thread
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -83,9 +85,14 @@ class Batcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("batcher of model %s stopped", self.model, exc_info=task.exception())
 
-    async def close(self) -> None:
-        """Stops batching: a running batch finishes, queued requests fail with BatcherClosed."""
+    async def close(self, drain: bool = False) -> None:
+        """Stops taking requests. A running batch finishes; queued requests finish too with
+        `drain`, or fail with BatcherClosed without it."""
         self._closing = True
+        if drain:
+            while any(not item.future.done() for item in self._pending) or self._running:
+                await asyncio.sleep(0.01)
+        self._stopped = True
         self._arrived.set()
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
@@ -157,7 +164,7 @@ class Batcher:
         return sum(len(p.inputs) for p in self._pending if p.key == key and not p.future.done())
 
     async def _loop(self) -> None:
-        while not self._closing:
+        while not self._stopped:
             self._prune(time.monotonic())
             if not self._pending:
                 self._arrived.clear()
@@ -165,7 +172,7 @@ class Batcher:
                 continue
             oldest = self._pending[0]
             close_at = oldest.enqueued + self.config.batch_timeout_ms / 1000
-            while (not self._closing
+            while (not self._stopped
                    and self._ready_inputs(oldest.key) < self.config.max_batch_size
                    and (wait := close_at - time.monotonic()) > 0):
                 self._arrived.clear()
@@ -174,8 +181,12 @@ class Batcher:
                 except TimeoutError:
                     break
             self._prune(time.monotonic())
-            if self._pending and not self._closing:
-                await self._run(self._take_batch(self._pending[0].key))
+            if self._pending and not self._stopped:
+                self._running = True
+                try:
+                    await self._run(self._take_batch(self._pending[0].key))
+                finally:
+                    self._running = False
 
     async def _run(self, batch: list[_Pending]) -> None:
         now = time.monotonic()

@@ -10,6 +10,8 @@ from training.flags import option
 @dataclass(frozen=True)
 class ServerConfig:
     model_base_path: str = option("exports", "directory holding MODEL/VERSION/ exports")
+    poll_seconds: float = option(5.0, "how often to look for new model versions and new or "
+                                      "removed models (0 = load once at start)")
     host: str = option("[::]", "address to listen on")
     port: int = option(8500, "gRPC port")
     metrics_port: int = option(8501, "Prometheus /metrics HTTP port (0 = off)")

@@ -1,10 +1,13 @@
 """Model registry: finds exports under the base path (TF Serving's layout), loads the
-newest version of each model, warms it up and hands out its batcher.
+newest version of each model, warms it up, hands out its batcher, and keeps polling.
 
 EXPORT_BASE/<model-name>/<integer version>/ with a SavedModel and recur.json.
 Directories that are not integers (e.g. an export still being staged) are
-ignored; a version that fails to load is reported (log, metric, ListModels)
-and the other models keep serving.
+ignored. When a newer version appears it is loaded and warmed up while the
+current one keeps serving, then swapped in atomically; the old version drains
+(its queued requests finish) and is unloaded. A version that fails to load is
+reported (log, metric, ListModels) and the previous one keeps serving; a model
+directory that disappears is drained and unloaded.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +31,9 @@ from serving.runners import DecodeKey, translate_batch
 log = logging.getLogger(__name__)
 
 RUNNERS = {"translate": translate_batch}
+
+HealthCallback = Callable[[str, bool], None]
+"""on_health(model_name, serving) -> None, called on every change."""
 
 
 class ModelNotFound(LookupError):
@@ -55,22 +62,57 @@ class ModelEntry:
     name: str
     task: str = ""
     served: ServedModel | None = None
+    loading: int = 0  # version being loaded, 0 = none
     failures: dict[int, str] = field(default_factory=dict)
 
 
 class ModelRegistry:
-    def __init__(self, base_path: Path, batching: BatchingConfig):
+    def __init__(self, base_path: Path, batching: BatchingConfig,
+                 on_health: HealthCallback | None = None):
         self.base_path = Path(base_path)
         self.batching = batching
+        self.on_health = on_health or (lambda name, serving: None)
         self.models: dict[str, ModelEntry] = {}
-        self.loaded = False  # True once load_all has finished
+        self.loaded = False  # True once the first scan has finished
+        self._draining: set[asyncio.Task] = set()
 
     async def load_all(self) -> None:
-        """Loads the newest version of every model directory, one after another."""
+        """The first scan: loads the newest version of every model directory."""
         if not self.base_path.is_dir():
             raise FileNotFoundError(
                 f"--model-base-path {self.base_path} does not exist: train a model first "
                 "(python -m training.run translate --export-base ...) or point to its exports")
+        await self.refresh()
+        self.loaded = True
+
+    async def watch(self, poll_seconds: float) -> None:
+        """Rescans the base path every `poll_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(poll_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # a bad scan must not end polling
+                log.exception("scanning %s failed", self.base_path)
+
+    async def refresh(self) -> None:
+        """Loads new models and newer versions; unloads models whose directory is gone."""
+        found = self._scan()
+        for name, newest in sorted(found.items()):
+            entry = self.models.setdefault(name, ModelEntry(name))
+            current = entry.served.version if entry.served else 0
+            if newest > current and newest not in entry.failures:
+                await self._load_version(entry, newest)
+        for name in sorted(set(self.models) - set(found)):
+            entry = self.models.pop(name)
+            if entry.served:
+                log.info("%s disappeared from %s: unloading version %d", name, self.base_path,
+                         entry.served.version)
+                self.on_health(name, False)
+                self._drain(entry.served)
+
+    def _scan(self) -> dict[str, int]:
+        """Model name -> newest integer version directory, for every readable model dir."""
+        newest = {}
         for model_dir in sorted(p for p in self.base_path.iterdir()
                                 if p.is_dir() and not p.name.startswith(".")):
             try:
@@ -78,20 +120,31 @@ class ModelRegistry:
             except OSError as error:  # e.g. a volume's lost+found, unreadable to us
                 log.warning("skipped %s: %s", model_dir, error)
                 continue
-            if not found:
-                log.warning("no integer version directory under %s: skipped", model_dir)
-                continue
-            entry = self.models.setdefault(model_dir.name, ModelEntry(model_dir.name))
-            path = model_dir / str(found[-1])
-            try:
-                entry.served = await self._load(model_dir.name, found[-1], path)
-                entry.task = entry.served.task
-                metrics.MODEL_VERSION.labels(model_dir.name).set(found[-1])
-            except Exception as error:  # report and keep serving the others
-                log.exception("failed to load %s version %d", model_dir.name, found[-1])
-                entry.failures[found[-1]] = f"{type(error).__name__}: {error}"
-                metrics.MODEL_LOAD_FAILURES.labels(model_dir.name).inc()
-        self.loaded = True
+            if found:
+                newest[model_dir.name] = found[-1]
+            else:
+                log.debug("no integer version directory under %s", model_dir)
+        return newest
+
+    async def _load_version(self, entry: ModelEntry, version: int) -> None:
+        path = self.base_path / entry.name / str(version)
+        entry.loading = version
+        try:
+            served = await self._load(entry.name, version, path)
+        except Exception as error:  # report it; the previous version (if any) keeps serving
+            log.exception("failed to load %s version %d from %s", entry.name, version, path)
+            entry.failures[version] = f"{type(error).__name__}: {error}"
+            metrics.MODEL_LOAD_FAILURES.labels(entry.name).inc()
+            return
+        finally:
+            entry.loading = 0
+        previous, entry.served, entry.task = entry.served, served, served.task
+        metrics.MODEL_VERSION.labels(entry.name).set(version)
+        self.on_health(entry.name, True)
+        if previous:
+            log.info("%s: version %d replaces version %d", entry.name, version,
+                     previous.version)
+            self._drain(previous)
 
     async def _load(self, name: str, version: int, path: Path) -> ServedModel:
         started = time.monotonic()
@@ -116,6 +169,16 @@ class ModelRegistry:
         if task == "translate":
             run(DecodeKey(2, 1, 0.6, 8, 2.0), ["warm up"])
 
+    def _drain(self, served: ServedModel) -> None:
+        """Lets `served` finish its queued requests, then unloads it (in the background)."""
+        async def drain():
+            await served.batcher.close(drain=True)
+            log.info("unloaded %s version %d", served.name, served.version)
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
     def get(self, name: str, version: int = 0) -> ServedModel:
         entry = self.models.get(name)
         if (entry is None or entry.served is None) and not self.loaded:
@@ -133,6 +196,8 @@ class ModelRegistry:
         return any(e.served for e in self.models.values())
 
     async def close(self) -> None:
+        """Drains every model (after the server stopped taking RPCs)."""
         for entry in self.models.values():
             if entry.served:
-                await entry.served.batcher.close()
+                self._drain(entry.served)
+        await asyncio.gather(*self._draining, return_exceptions=True)

@@ -39,12 +39,21 @@ LIVENESS = "liveness"
 
 
 async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsConfig) -> int:
-    registry = ModelRegistry(config.model_base_path, batching)
+    health_servicer = health.aio.HealthServicer()
+    status = {True: health_pb2.HealthCheckResponse.SERVING,
+              False: health_pb2.HealthCheckResponse.NOT_SERVING}
+    updates: set[asyncio.Task] = set()
+
+    def on_health(name: str, serving: bool) -> None:
+        task = asyncio.get_running_loop().create_task(health_servicer.set(name, status[serving]))
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+
+    registry = ModelRegistry(config.model_base_path, batching, on_health)
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ])
-    health_servicer = health.aio.HealthServicer()
     recur_pb2_grpc.add_RecurServicer_to_server(RecurServicer(registry, limits), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -90,15 +99,16 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
                   config.model_base_path)
         await server.stop(0)
         return 1
-    for name, entry in registry.models.items():
-        if entry.served:
-            await health_servicer.set(name, serving)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, serving)
     log.info("serving %s", ", ".join(f"{n} v{e.served.version}"
                                      for n, e in registry.models.items() if e.served))
 
+    watching = (asyncio.create_task(registry.watch(config.poll_seconds))
+                if config.poll_seconds > 0 else None)
     await stopping
+    if watching:
+        watching.cancel()
     log.info("shutting down: refusing new RPCs, %.0f s for in-flight ones",
              config.grace_seconds)
     await health_servicer.enter_graceful_shutdown()

@@ -101,6 +101,22 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
                                f"model {spec.name!r} is a {model.task!r} model, not {task!r}")
         return model
 
+    async def _submit(self, request, task: str, inputs: list, deadline: float | None):
+        """Queues `inputs` on the model's batcher; returns (model, results).
+
+        A version swapped out between lookup and submit (hot reload) refuses new work:
+        an unpinned request then goes to the version that replaced it.
+        """
+        for attempt in range(2):
+            model = self._model(request.model, task)
+            key = decode_key(request.options, model, self.limits)
+            try:
+                return model, await model.batcher.submit(key, inputs, deadline)
+            except BatcherClosed:
+                if attempt or request.model.version:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _answer(self, method: str, request, context: grpc.aio.ServicerContext,
                       handler: Callable[[], Awaitable]):
         """Runs `handler`, maps every failure to a status, records the metrics."""
@@ -132,12 +148,11 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
 
     async def Translate(self, request, context):
         async def handle():
-            model = self._model(request.model, "translate")
+            self._model(request.model, "translate")  # model errors before field errors
             texts = check_texts(request.texts, self.limits)
-            key = decode_key(request.options, model, self.limits)
             remaining = context.time_remaining()
             deadline = time.monotonic() + remaining if remaining is not None else None
-            results = await model.batcher.submit(key, texts, deadline)
+            model, results = await self._submit(request, "translate", texts, deadline)
             return recur_pb2.TranslateResponse(
                 results=[recur_pb2.NBest(hypotheses=[recur_pb2.Hypothesis(**h._asdict())
                                                      for h in nbest]) for nbest in results],
@@ -182,6 +197,9 @@ def _status(entry) -> recur_pb2.ModelStatus:
     versions = [recur_pb2.ModelVersionStatus(version=v, state=state.FAILED, error=e)
                 for v, e in sorted(entry.failures.items())]
     metrics_, labels = {}, {}
+    if entry.loading:
+        versions.append(recur_pb2.ModelVersionStatus(version=entry.loading,
+                                                     state=state.LOADING))
     if entry.served:
         versions.append(recur_pb2.ModelVersionStatus(version=entry.served.version,
                                                      state=state.AVAILABLE))

@@ -63,30 +63,46 @@ def tiny_export(tmp_path_factory, toy_corpus):
     return train_translation(config), base
 
 
+class ServerProcess:
+    """A real `python -m serving` process on free localhost ports."""
+
+    def __init__(self, base: Path, *args: str):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.log_path = base.parent / f"server-{self.port}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--model-base-path", str(base), "--host",
+             "127.0.0.1", "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+             "--grace-seconds", "5", *args],
+            cwd=ROOT, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_until_serving(self, seconds: float = 120) -> None:
+        from serving.client import RecurClient
+
+        try:
+            with RecurClient(self.target) as client:
+                client.wait_until_serving(seconds)
+        except TimeoutError:
+            self.process.kill()
+            pytest.fail("server did not become SERVING:\n" + self.log_path.read_text())
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (killed after 30 s)."""
+        self.process.terminate()
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
 @pytest.fixture(scope="session")
 def server(tiny_export):
-    """A real `python -m serving` process on free ports; yields (target, metrics_url)."""
+    """The tiny model served for the whole session; yields (target, metrics_url, log)."""
     _, base = tiny_export
-    port, metrics_port = free_port(), free_port()
-    log_path = base.parent / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-base-path", str(base), "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(metrics_port), "--grace-seconds", "2"],
-        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    from serving.client import RecurClient
-
-    target = f"127.0.0.1:{port}"
-    try:
-        with RecurClient(target) as client:
-            client.wait_until_serving(120)
-    except TimeoutError:
-        process.kill()
-        pytest.fail("server did not become SERVING:\n" + log_path.read_text())
-    yield target, f"http://127.0.0.1:{metrics_port}/metrics", log_path
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    assert process.returncode == 0, "server did not exit 0 on SIGTERM:\n" + log_path.read_text()
+    process = ServerProcess(base, "--poll-seconds", "0")
+    process.wait_until_serving()
+    yield process.target, process.metrics_url, process.log_path
+    code = process.stop()
+    assert code == 0, "server did not exit 0 on SIGTERM:\n" + process.log_path.read_text()

@@ -1,0 +1,141 @@
+"""Model versions coming and going under a running server: hot reload under load, broken
+exports next to good ones, and SIGTERM with requests in flight."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos.recur.v1 import recur_pb2
+from serving.client import RecurClient
+from tests.conftest import ServerProcess
+from tests.test_server_e2e import metric, scrape
+
+pytestmark = pytest.mark.slow
+
+MODEL = "toy-en-fr"
+State = recur_pb2.ModelVersionStatus.State
+
+
+def publish(base: Path, source: Path, version: int) -> None:
+    """Copies an export in as a new version the way the exporter does: stage, then rename."""
+    staging = base / MODEL / f".staging-{version}"
+    shutil.copytree(source, staging)
+    os.rename(staging, base / MODEL / str(version))
+
+
+def versions(client: RecurClient) -> dict[int, int]:
+    (status,) = [m for m in client.list_models().models if m.name == MODEL]
+    return {v.version: v.state for v in status.versions}
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    give_up = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < give_up, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def base(tiny_export, tmp_path) -> Path:
+    """A private copy of the tiny export base (version 1), plus a broken model beside it."""
+    _, exports = tiny_export
+    base = tmp_path / "exports"
+    shutil.copytree(exports / MODEL / "1", base / MODEL / "1")
+    broken = base / "broken-model" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (broken / "recur.json").write_text('{"task": "translate"}')
+    return base
+
+
+def test_hot_reload_under_load_fails_no_request(base):
+    server = ServerProcess(base, "--poll-seconds", "0.3")
+    server.wait_until_serving()
+    seen: dict[int, int] = {}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def load():
+        with RecurClient(server.target, timeout=30) as client:
+            for _ in range(2000):  # bounded; stopped long before
+                if stop.is_set():
+                    return
+                try:
+                    response = client.translate(["one two three"], MODEL, beam_width=2)
+                    seen[response.model_version] = seen.get(response.model_version, 0) + 1
+                    assert response.results[0].hypotheses[0].text == "un deux trois"
+                except (grpc.RpcError, AssertionError) as error:
+                    errors.append(repr(error))
+
+    try:
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: seen.get(1, 0) > 20)
+        publish(base, base / MODEL / "1", 2)
+        wait_for(lambda: seen.get(2, 0) > 20)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        with RecurClient(server.target) as client:
+            assert versions(client) == {2: State.AVAILABLE}
+        assert metric(scrape(server.metrics_url), "recur_model_version", model=MODEL) == 2
+    finally:
+        stop.set()
+        assert server.stop() == 0
+    assert errors == []
+
+
+def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
+    server = ServerProcess(base, "--poll-seconds", "0.3")
+    server.wait_until_serving()
+    try:
+        with RecurClient(server.target) as client:
+            statuses = {m.name: m for m in client.list_models().models}
+            assert statuses["broken-model"].versions[0].state == State.FAILED
+            assert "broken-model" in statuses and statuses[MODEL].versions[0].version == 1
+            # a half-written version never becomes visible; a corrupt one fails to load
+            (base / MODEL / ".staging-7").mkdir()
+            corrupt = base / MODEL / ".staging-3"
+            shutil.copytree(base / MODEL / "1", corrupt)
+            (corrupt / "saved_model.pb").write_bytes(b"\x00 truncated")
+            os.rename(corrupt, base / MODEL / "3")
+            wait_for(lambda: versions(client).get(3) == State.FAILED)
+            assert versions(client) == {1: State.AVAILABLE, 3: State.FAILED}
+            response = client.translate(["four five"], MODEL)
+            assert response.model_version == 1
+            assert response.results[0].hypotheses[0].text == "quatre cinq"
+        text = scrape(server.metrics_url)
+        assert metric(text, "recur_model_load_failures_total", model=MODEL) == 1
+        assert metric(text, "recur_model_load_failures_total", model="broken-model") == 1
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_lets_in_flight_requests_finish(base):
+    server = ServerProcess(base, "--poll-seconds", "0")
+    server.wait_until_serving()
+    with RecurClient(server.target, timeout=60) as client:
+        futures = [client.stub.Translate.future(recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=MODEL), texts=["six seven eight nine"] * 64,
+            options=recur_pb2.DecodeOptions(beam_width=16, num_hypotheses=1)), timeout=60)
+            for _ in range(8)]
+        time.sleep(0.3)  # the first requests are in flight
+        server.process.terminate()
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result().results[0].hypotheses[0].text)
+            except grpc.RpcError as error:
+                outcomes.append(error.code())
+    assert server.process.wait(30) == 0
+    done = [o for o in outcomes if o == "six sept huit neuf"]
+    assert done, "requests in flight at SIGTERM must complete"
+    assert set(outcomes) <= {"six sept huit neuf", grpc.StatusCode.UNAVAILABLE}, outcomes
