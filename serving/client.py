@@ -13,8 +13,11 @@ CLI:
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import sys
 import time
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,15 +25,54 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 
 
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
+        grpc.ClientCallDetails):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        return _CallDetails(details.method, details.timeout,
+                            [*(details.metadata or ()), self.header], details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
 class RecurClient:
-    """A blocking client; every call takes a deadline (`timeout` seconds)."""
+    """A blocking client; every call takes a deadline (`timeout` seconds).
+
+    TLS: pass `tls_ca` (the CA that signed the server's certificate), plus `tls_cert`
+    and `tls_key` for mutual TLS. `token` sends a bearer token with every call.
+    """
 
     def __init__(self, target: str = "localhost:8500", timeout: float = 60.0,
-                 max_message_bytes: int = 4 * 1024 * 1024):
+                 max_message_bytes: int = 4 * 1024 * 1024, tls_ca: str = "",
+                 tls_cert: str = "", tls_key: str = "", token: str = ""):
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls_ca or tls_cert:
+            def read(path: str) -> bytes | None:
+                return Path(path).read_bytes() if path else None
+
+            credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key),
+                                                       read(tls_cert))
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
+        if token:
+            self.channel = grpc.intercept_channel(self.channel, _BearerToken(token))
         self.stub = recur_pb2_grpc.RecurStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -101,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="server address HOST:PORT (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="deadline of each call in seconds (default: %(default)s)")
+    parser.add_argument("--tls-ca", default="",
+                        help="PEM CA of the server's certificate: turns TLS on (default: off)")
+    parser.add_argument("--tls-cert", default="", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
+    parser.add_argument("--token", default=os.environ.get("RECUR_TOKEN", ""),
+                        help="bearer token sent with every call (default: $RECUR_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True)
     tr = commands.add_parser("translate", help="translate texts, print the n-best with scores")
     tr.add_argument("texts", nargs="+", metavar="TEXT")
@@ -127,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with RecurClient(args.target, args.timeout) as client:
+    with RecurClient(args.target, args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                     tls_key=args.tls_key, token=args.token) as client:
         try:
             if args.command == "translate":
                 if args.num_hypotheses is None:

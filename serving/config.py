@@ -17,6 +17,14 @@ class ServerConfig:
     metrics_port: int = option(8501, "Prometheus /metrics HTTP port (0 = off)")
     max_message_bytes: int = option(4 * 1024 * 1024, "largest gRPC message accepted or sent")
     grace_seconds: float = option(10.0, "on SIGTERM/SIGINT, time given to in-flight requests")
+    tls_cert_file: str = option("", "PEM server certificate (chain); with --tls-key-file "
+                                    "turns TLS on")
+    tls_key_file: str = option("", "PEM private key of --tls-cert-file")
+    tls_client_ca_file: str = option("", "PEM CA bundle: clients must present a certificate "
+                                         "it signed (mutual TLS)")
+    auth_tokens_file: str = option("", "file of accepted bearer tokens, one per line: every "
+                                       "RPC but health checks then needs 'authorization: "
+                                       "Bearer <token>'")
     log_level: str = option("INFO", "Python logging level")
 
 

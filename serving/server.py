@@ -6,6 +6,10 @@ then flip health to SERVING (per model: the model's name; whole server: "").
 The health service "liveness" is SERVING from the start, for liveness probes.
 On SIGTERM or SIGINT health turns NOT_SERVING, new RPCs are refused and
 in-flight ones get --grace-seconds to finish.
+
+Configuration, highest precedence first: command-line flags; environment
+variables RECUR_<FLAG NAME> (e.g. RECUR_PORT=9000, RECUR_MAX_BATCH_SIZE=32); the
+--config file (a flat TOML table, e.g. `port = 9000`); the defaults shown below.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import logging
 import os
 import signal
 import sys
+import tomllib
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
+from serving.auth import BearerTokenInterceptor, read_tokens
 from serving.batcher import BatchingConfig
 from serving.config import LimitsConfig, ServerConfig
 from serving.registry import ModelRegistry
@@ -50,7 +57,11 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         task.add_done_callback(updates.discard)
 
     registry = ModelRegistry(config.model_base_path, batching, on_health)
-    server = grpc.aio.server(options=[
+    interceptors = []
+    if config.auth_tokens_file:
+        interceptors.append(BearerTokenInterceptor(read_tokens(config.auth_tokens_file)))
+        log.info("bearer-token authentication on (tokens from %s)", config.auth_tokens_file)
+    server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ])
@@ -66,7 +77,13 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, not_serving)
 
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert_file:
+        port = server.add_secure_port(address, tls_credentials(config))
+        log.info("TLS on%s", " with client certificates required (mutual TLS)"
+                 if config.tls_client_ca_file else "")
+    else:
+        port = server.add_insecure_port(address)
     await server.start()
     log.info("gRPC listening on %s:%d (health NOT_SERVING until models are warm)",
              config.host, port)
@@ -118,23 +135,51 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     return 0
 
 
+def tls_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    ca = Path(config.tls_client_ca_file).read_bytes() if config.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(config.tls_key_file).read_bytes(), Path(config.tls_cert_file).read_bytes())],
+        root_certificates=ca, require_client_auth=ca is not None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="",
+                        help="TOML file of settings keyed by flag name with underscores, "
+                             "e.g. max_batch_size = 32 (default: none)")
     for cls in CONFIGS:
         add_config_arguments(parser.add_argument_group(cls.__name__), cls)
     return parser
 
 
+def load_configs(args: argparse.Namespace) -> tuple[ServerConfig, BatchingConfig, LimitsConfig]:
+    """Flags > RECUR_* environment variables > --config file > defaults."""
+    file_values = tomllib.loads(Path(args.config).read_text()) if args.config else {}
+    known = {f for cls in CONFIGS for f in cls.__dataclass_fields__}
+    if unknown := sorted(set(file_values) - known):
+        raise ValueError(f"{args.config}: unknown settings {unknown}; the settings are the "
+                         "flag names with underscores (python -m serving --help)")
+    return tuple(config_from_args(cls, args, env_prefix="RECUR_", file_values=file_values)
+                 for cls in CONFIGS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config, batching, limits = (config_from_args(cls, args) for cls in CONFIGS)
+    try:
+        config, batching, limits = load_configs(args)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as error:
+        parser.error(str(error))
     if limits.max_batch_entries > batching.max_queue_size:
         parser.error(f"--max-batch-entries ({limits.max_batch_entries}) must not exceed "
                      f"--max-queue-size ({batching.max_queue_size}): such requests could "
                      "never be queued")
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        parser.error("--tls-cert-file and --tls-key-file go together")
+    if config.tls_client_ca_file and not config.tls_cert_file:
+        parser.error("--tls-client-ca-file (mutual TLS) needs --tls-cert-file/--tls-key-file")
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(serve(config, batching, limits))

@@ -1,15 +1,20 @@
 """Typed dataclass configurations as command-line flags, one flag per field.
 
 Every field is one `--flag` (underscores become dashes) whose help names its
-default; a profile is a named set of field values. Precedence: a flag given on
-the command line wins over the profile, which wins over the field default.
+default; a profile is a named set of field values. Precedence, highest first:
+a flag on the command line, an environment variable (PREFIX + FIELD_NAME in
+capitals, when the caller gives a prefix), a config file's value (a flat TOML
+table keyed by field name, when the caller reads one), the profile, the field
+default.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
+from collections.abc import Mapping
 from typing import Any, get_type_hints
 
 
@@ -46,10 +51,35 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
                                 help=f"{f.metadata['help']} ({default})")
 
 
+def _parse(kind: Any, text: str, name: str) -> Any:
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={text!r} is not a boolean (true/false)")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+
+
 def config_from_args(cls: type, args: argparse.Namespace,
-                     profiles: dict[str, dict[str, Any]] | None = None) -> Any:
-    """Field default < profile value < explicit flag."""
+                     profiles: dict[str, dict[str, Any]] | None = None,
+                     env_prefix: str = "", file_values: Mapping[str, Any] | None = None) -> Any:
+    """Field default < profile < config file < environment (if `env_prefix`) < flag.
+
+    Raises ValueError naming the variable when an environment value does not parse.
+    """
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
     values = dict((profiles or {}).get(getattr(args, "profile", ""), {}))
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                   if getattr(args, f.name, None) is not None})
+    values.update({k: v for k, v in (file_values or {}).items() if k in names})
+    if env_prefix:
+        for name in names:
+            variable = env_prefix + name.upper()
+            if variable in os.environ:
+                values[name] = _parse(_flag_type(hints[name]), os.environ[variable], variable)
+    values.update({name: getattr(args, name) for name in names
+                   if getattr(args, name, None) is not None})
     return cls(**values)
