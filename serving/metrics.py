@@ -26,6 +26,10 @@ INFERENCE_SECONDS = Histogram("recur_inference_duration_seconds",
                               ["model"], buckets=LATENCY_BUCKETS)
 BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through the model",
                        ["model"], buckets=BATCH_BUCKETS)
+IN_FLIGHT = Gauge("recur_requests_in_flight", "RPCs received and not yet answered",
+                  ["method"])
+GENERATED_TOKENS = Counter("recur_generated_tokens_total",
+                           "Output tokens in the hypotheses returned to clients", ["model"])
 QUEUE_DEPTH = Gauge("recur_queue_depth", "Inputs waiting in the batcher", ["model"])
 DROPPED = Counter("recur_batcher_dropped_total",
                   "Requests (or batch-sized parts of large ones) dropped before inference "

@@ -34,6 +34,7 @@ from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving.auth import BearerTokenInterceptor, read_tokens
 from serving.batcher import BatchingConfig
 from serving.config import LimitsConfig, ServerConfig
+from serving.malformed import MalformedRequestInterceptor
 from serving.registry import ModelRegistry
 from serving.servicer import RecurServicer
 from training.flags import add_config_arguments, config_from_args
@@ -57,7 +58,7 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         task.add_done_callback(updates.discard)
 
     registry = ModelRegistry(config.model_base_path, batching, on_health)
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
     if config.auth_tokens_file:
         interceptors.append(BearerTokenInterceptor(read_tokens(config.auth_tokens_file)))
         log.info("bearer-token authentication on (tokens from %s)", config.auth_tokens_file)

@@ -125,6 +125,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         label = ("" if spec is None else spec.name if spec.name in self.registry.models
                  else UNKNOWN_MODEL)
         code = grpc.StatusCode.OK
+        metrics.IN_FLIGHT.labels(method).inc()
         try:
             return await handler()
         except RequestError as error:
@@ -135,13 +136,16 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             code, message = grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
         except BatcherClosed as error:
             code, message = grpc.StatusCode.UNAVAILABLE, f"{error}; retry on another replica"
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+        except asyncio.CancelledError:  # gRPC ended the call: deadline passed or client left
+            remaining = context.time_remaining()
+            code = (grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0
+                    else grpc.StatusCode.CANCELLED)
             raise
         except Exception:
             log.exception("%s failed", method)
             code, message = grpc.StatusCode.INTERNAL, "internal error; the server log has details"
         finally:
+            metrics.IN_FLIGHT.labels(method).dec()
             metrics.REQUESTS.labels(label, method, code.name).inc()
             metrics.REQUEST_SECONDS.labels(label, method).observe(time.monotonic() - started)
         await context.abort(code, message)
@@ -153,6 +157,8 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             remaining = context.time_remaining()
             deadline = time.monotonic() + remaining if remaining is not None else None
             model, results = await self._submit(request, "translate", texts, deadline)
+            metrics.GENERATED_TOKENS.labels(model.name).inc(
+                sum(h.num_tokens for nbest in results for h in nbest))
             return recur_pb2.TranslateResponse(
                 results=[recur_pb2.NBest(hypotheses=[recur_pb2.Hypothesis(**h._asdict())
                                                      for h in nbest]) for nbest in results],

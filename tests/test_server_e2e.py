@@ -172,9 +172,14 @@ def test_metrics_count_requests_and_latency(server):
     target, metrics_url, _ = server
     before = scrape(metrics_url)
     with RecurClient(target) as client:
-        for _ in range(3):
-            client.translate(["four five"], MODEL)
+        responses = [client.translate(["four five", "six"], MODEL, num_hypotheses=2)
+                     for _ in range(3)]
     after = scrape(metrics_url)
+    tokens = sum(h.num_tokens for r in responses for nbest in r.results
+                 for h in nbest.hypotheses)
+    assert metric(after, "recur_generated_tokens_total", model=MODEL) - metric(
+        before, "recur_generated_tokens_total", model=MODEL) == tokens
+    assert metric(after, "recur_requests_in_flight", method="Translate") == 0
     ok = dict(model=MODEL, method="Translate", code="OK")
     assert metric(after, "recur_requests_total", **ok) - metric(
         before, "recur_requests_total", **ok) == 3
