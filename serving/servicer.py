@@ -124,6 +124,8 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         spec = getattr(request, "model", None)
         label = ("" if spec is None else spec.name if spec.name in self.registry.models
                  else UNKNOWN_MODEL)
+        remaining = context.time_remaining()
+        deadline = started + remaining if remaining is not None else None
         code = grpc.StatusCode.OK
         metrics.IN_FLIGHT.labels(method).inc()
         try:
@@ -137,9 +139,10 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         except BatcherClosed as error:
             code, message = grpc.StatusCode.UNAVAILABLE, f"{error}; retry on another replica"
         except asyncio.CancelledError:  # gRPC ended the call: deadline passed or client left
-            remaining = context.time_remaining()
-            code = (grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0
-                    else grpc.StatusCode.CANCELLED)
+            # gRPC does not say which; a call cancelled at (or within 50 ms of) its deadline
+            # counts as DEADLINE_EXCEEDED, as its client sees it.
+            expired = deadline is not None and time.monotonic() >= deadline - 0.05
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception:
             log.exception("%s failed", method)
