@@ -8,6 +8,11 @@ other RPCs) never blocks on the model. One batch runs at a time per model;
 requests arriving meanwhile form the next batch. A request whose client
 cancelled or whose deadline passed stops counting against the queue at once
 and is dropped before any compute is spent on it.
+
+Admission: a request is refused at once (QueueFull) when the queue is full, or
+when the queue ahead of it would, at the model's recent throughput, keep it
+waiting past its deadline: better a fast refusal the client can retry
+elsewhere than a slow DEADLINE_EXCEEDED after the queue slot was spent.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class Batcher:
         self._closing = False  # no new requests
         self._stopped = False  # the loop ends
         self._running = False  # a batch is on the worker thread
+        self._inputs_per_second: float | None = None  # moving average of recent batches
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,6 +121,12 @@ class Batcher:
         if queued + len(inputs) > self.config.max_queue_size:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
+        if deadline is not None and self._inputs_per_second:
+            # this request's inputs, those ahead of it, and the batch running now
+            wait = (queued + len(inputs) + self.config.max_batch_size) / self._inputs_per_second
+            if time.monotonic() + wait > deadline:
+                raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
+                                "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
         size = self.config.max_batch_size
         futures = []
@@ -207,7 +219,11 @@ class Batcher:
                     item.future.set_exception(error)
             return
         finally:
-            metrics.INFERENCE_SECONDS.labels(self.model).observe(time.monotonic() - now)
+            seconds = time.monotonic() - now
+            metrics.INFERENCE_SECONDS.labels(self.model).observe(seconds)
+            rate = len(inputs) / max(seconds, 1e-6)
+            self._inputs_per_second = rate if self._inputs_per_second is None else (
+                0.8 * self._inputs_per_second + 0.2 * rate)
         offset = 0
         for item in batch:
             if not item.future.done():

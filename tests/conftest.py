@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from serving.process import ServerProcess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,12 +28,6 @@ def toy_pairs(n: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
         ids = [rng.randrange(len(EN)) for _ in range(rng.randint(1, 4))]
         pairs.append((" ".join(EN[i] for i in ids), " ".join(FR[i] for i in ids)))
     return pairs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -61,40 +54,6 @@ def tiny_export(tmp_path_factory, toy_corpus):
         epochs=8, learning_rate=5e-3, export_base=str(base),
         run_dir=str(tmp_path_factory.mktemp("runs")))
     return train_translation(config), base
-
-
-class ServerProcess:
-    """A real `python -m serving` process on free localhost ports."""
-
-    def __init__(self, base: Path, *args: str):
-        self.port, self.metrics_port = free_port(), free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        self.log_path = base.parent / f"server-{self.port}.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--model-base-path", str(base), "--host",
-             "127.0.0.1", "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-             "--grace-seconds", "5", *args],
-            cwd=ROOT, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
-
-    def wait_until_serving(self, seconds: float = 120) -> None:
-        from serving.client import RecurClient
-
-        try:
-            with RecurClient(self.target) as client:
-                client.wait_until_serving(seconds)
-        except TimeoutError:
-            self.process.kill()
-            pytest.fail("server did not become SERVING:\n" + self.log_path.read_text())
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (killed after 30 s)."""
-        self.process.terminate()
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
 
 
 @pytest.fixture(scope="session")

@@ -162,3 +162,29 @@ def test_close_fails_queued_requests_and_refuses_new_ones():
         return await running
 
     assert run(main()) == ["k:RUNNING"]
+
+
+def test_a_request_that_would_miss_its_deadline_is_refused_at_once():
+    class Slow(Model):
+        def __call__(self, key, inputs):
+            time.sleep(0.05 * len(inputs))  # 20 inputs per second
+            return super().__call__(key, inputs)
+
+    async def main():
+        model = Slow()
+        batcher = await started(model, max_batch_size=4, batch_timeout_ms=1)
+        await batcher.submit("k", ["a", "b", "c", "d"])  # measures the throughput
+        backlog = [asyncio.create_task(batcher.submit("k", [f"q{i}"] * 4)) for i in range(5)]
+        await asyncio.sleep(0.01)
+        started_at = time.monotonic()
+        with pytest.raises(QueueFull, match="after the request's deadline"):
+            await batcher.submit("k", ["late"], deadline=time.monotonic() + 0.3)
+        refused_in = time.monotonic() - started_at
+        patient = await batcher.submit("k", ["patient"], deadline=time.monotonic() + 30)
+        await asyncio.gather(*backlog)
+        await batcher.close()
+        return refused_in, patient
+
+    refused_in, patient = run(main())
+    assert refused_in < 0.05
+    assert patient == ["k:PATIENT"]

@@ -14,7 +14,7 @@ import pytest
 
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
-from tests.conftest import ServerProcess
+from serving.process import ServerProcess
 from tests.test_server_e2e import metric, scrape
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.client import RecurClient
+from serving.process import ServerProcess
 from serving.server import build_parser, load_configs
-from tests.conftest import ServerProcess
 from tests.test_server_e2e import metric, scrape
 
 MODEL = "toy-en-fr"
