@@ -28,10 +28,9 @@ class GradientNormModel(keras.Model):
             self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
             scaled = self.optimizer.scale_loss(loss)  # no-op unless mixed precision
         gradients = tape.gradient(scaled, self.trainable_weights)
-        norm = tf.linalg.global_norm(gradients)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
-        self.gradient_norm.update_state(norm)
+        # The norm of the true gradients: undo the loss scale (1 without mixed precision).
+        unscale = tf.math.divide_no_nan(tf.cast(loss, tf.float32), tf.cast(scaled, tf.float32))
+        self.gradient_norm.update_state(tf.linalg.global_norm(gradients) * unscale)
         self.optimizer.apply(gradients, self.trainable_weights)  # clips by global norm
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 

@@ -67,3 +67,27 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, toy_corpus):
     report = train_translation(config)
     assert report.epochs_run == [1], "the second run must start at the second epoch"
     assert report.export_path.name == "1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["jit_compile", "mixed_precision"])
+def test_gpu_oriented_flags_train_and_export_on_cpu(tmp_path, toy_corpus, flag):
+    import json
+
+    import tensorflow as tf
+
+    from training.translate import train_translation
+
+    config = TranslateConfig(
+        train_file=str(toy_corpus), model_name=flag, vocab_size=40, embedding_dim=16,
+        units=16, max_source_tokens=16, max_target_tokens=20, batch_size=64, epochs=1,
+        export_base=str(tmp_path / "exports"), run_dir=str(tmp_path / "runs"), **{flag: True})
+    report = train_translation(config)
+    assert keras.mixed_precision.global_policy().name == "float32", "policy restored"
+    assert json.loads((report.export_path / "recur.json").read_text())["config"][flag]
+    out = tf.saved_model.load(str(report.export_path)).signatures["translate"](
+        texts=tf.constant(["one two"]), beam_width=tf.constant(2), num_hypotheses=tf.constant(1),
+        length_penalty=tf.constant(0.6), max_length=tf.constant(8),
+        max_length_ratio=tf.constant(2.0))
+    assert out["scores"].dtype == tf.float32 and bool(tf.reduce_all(tf.math.is_finite(
+        out["scores"])))

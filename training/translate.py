@@ -115,9 +115,19 @@ def evaluate_export(path: Path, config: TranslateConfig,
 def train_translation(config: TranslateConfig,
                       extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()
                       ) -> TrainingReport:
-    keras.utils.set_random_seed(config.seed)
+    """Trains, exports and evaluates; `extra_callbacks` go to Keras' fit after ours."""
+    previous = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train_translation(config, extra_callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train_translation(config: TranslateConfig,
+                       extra_callbacks: tuple[keras.callbacks.Callback, ...]) -> TrainingReport:
+    keras.utils.set_random_seed(config.seed)
     splits = load_pairs(config)
     train = _subset(splits.train, config.max_train_examples, config.seed)
     held_out = {"dev": _subset(splits.dev, config.max_eval_examples, config.seed),
