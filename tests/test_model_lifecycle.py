@@ -120,7 +120,9 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
 
 
 def test_sigterm_lets_in_flight_requests_finish(base):
-    server = ServerProcess(base, "--poll-seconds", "0")
+    # A grace period long enough for this load even on a busy CI machine: every request
+    # accepted before SIGTERM must finish; any that arrives after it is refused.
+    server = ServerProcess(base, "--poll-seconds", "0", "--grace-seconds", "60")
     server.wait_until_serving()
     with RecurClient(server.target, timeout=60) as client:
         futures = [client.stub.Translate.future(recur_pb2.TranslateRequest(
@@ -141,8 +143,11 @@ def test_sigterm_lets_in_flight_requests_finish(base):
                 outcomes.append(future.result().results[0].hypotheses[0].text)
             except grpc.RpcError as error:
                 outcomes.append(error.code())
-    assert server.process.wait(30) == 0
+    assert server.process.wait(90) == 0
     done = [o for o in outcomes if o == "six sept huit neuf"]
     assert in_flight >= 1
     assert len(done) >= in_flight, "requests in flight at SIGTERM must complete"
-    assert set(outcomes) <= {"six sept huit neuf", grpc.StatusCode.UNAVAILABLE}, outcomes
+    # Calls that reached the server but no handler yet when it began to stop are ended by
+    # gRPC itself (CANCELLED); calls after that are refused (UNAVAILABLE). None is lost.
+    refused = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+    assert set(outcomes) <= {"six sept huit neuf", *refused}, outcomes
