@@ -30,6 +30,7 @@ import grpc
 
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
+from serving.process import ServerProcess  # the same harness the tests use
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -176,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from serving.decode_benchmark import load_sources, measure
-    from serving.process import ServerProcess  # the same harness the tests use
     from serving.runners import DecodeKey
 
     export = Path(args.model_base_path) / args.model
