@@ -22,8 +22,12 @@ import tensorflow as tf
 NEG_INF = -1e9
 
 State = Any  # a nest of tensors, each [batch * beam, ...]
-StepFn = Callable[[tf.Tensor, State], tuple[tf.Tensor, State]]
-"""step(tokens [batch * beam], state) -> (log-probs [batch * beam, vocab], state)."""
+StepFn = Callable[[tf.Tensor, State, State], tuple[tf.Tensor, State]]
+"""step(tokens [batch * beam], state, context) -> (log-probs [batch * beam, vocab], state).
+
+`state` changes every step and follows its hypothesis; `context` (e.g. attention
+memory) is fixed per input, so it is copied per hypothesis once and never reordered.
+"""
 
 
 class BeamSearchResult(NamedTuple):
@@ -33,16 +37,20 @@ class BeamSearchResult(NamedTuple):
     scores: tf.Tensor  # [batch, n] float32, log_probs / length penalty; best first
 
 
-class _Beams(NamedTuple):
-    """Loop variables of the search."""
+class Beams(NamedTuple):
+    """Everything needed to continue a search; each input's row is independent, so
+    rows of different searches can be concatenated and finished rows dropped."""
 
-    step: tf.Tensor  # [] int32
+    step: tf.Tensor  # [batch] int32, tokens decoded so far per input
+    alpha: tf.Tensor  # [batch] float32, length penalty exponent per input
+    max_length: tf.Tensor  # [batch] int32, output tokens allowed per input, EOS excluded
     last_tokens: tf.Tensor  # [batch * beam] int32
     tokens: tf.Tensor  # [batch, beam, time] int32
     log_probs: tf.Tensor  # [batch, beam] float32
     lengths: tf.Tensor  # [batch, beam] int32
     finished: tf.Tensor  # [batch, beam] bool
-    model_state: State
+    model_state: State  # nest of [batch * beam, ...]
+    context: State  # nest of [batch * beam, ...]
 
 
 def length_penalty(lengths: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
@@ -62,51 +70,62 @@ class BeamSearch:
         self.bos_id = bos_id
         self.eos_id = eos_id
 
-    def __call__(self, step_fn: StepFn, initial_state: State, beam_width: tf.Tensor,
-                 num_hypotheses: tf.Tensor, alpha: tf.Tensor,
+    def __call__(self, step_fn: StepFn, initial_state: State, context: State,
+                 beam_width: tf.Tensor, num_hypotheses: tf.Tensor, alpha: tf.Tensor,
                  max_length: tf.Tensor) -> BeamSearchResult:
-        """Decodes a batch.
+        """Decodes a batch in one in-graph loop (the other driver, serving's step
+        scheduler, calls initialize / step / finalize itself).
 
         Args:
           step_fn: the model's step, see `StepFn`.
           initial_state: nest of [batch, ...] tensors, one entry per input.
+          context: nest of [batch, ...] tensors the step reads but never changes.
           beam_width: [] int32, hypotheses kept per input (1 = greedy).
           num_hypotheses: [] int32, hypotheses returned per input (<= beam_width).
-          alpha: [] float32, length penalty exponent.
+          alpha: [] or [batch] float32, length penalty exponent.
           max_length: [batch] int32, output tokens allowed per input, EOS excluded.
         """
-        alpha = tf.cast(alpha, tf.float32)
-        max_length = tf.cast(max_length, tf.int32)
-        beams = self.initialize(initial_state, beam_width, tf.reduce_max(max_length) + 1)
-        (beams,) = tf.while_loop(
-            lambda b: tf.logical_not(tf.reduce_all(b.finished)),
-            lambda b: (self.step(step_fn, b, alpha, max_length),),
-            (beams,),
-            maximum_iterations=tf.shape(beams.tokens)[2],
-        )
-        return self.finalize(beams, num_hypotheses, alpha)
+        beams = self.initialize(initial_state, context, beam_width, alpha, max_length)
+        return self.finalize(self.run(step_fn, beams), num_hypotheses)
 
-    def initialize(self, initial_state: State, beam_width: tf.Tensor,
-                   max_steps: tf.Tensor) -> _Beams:
-        """Copies each input's state `beam_width` times; only the first copy is live."""
-        batch = tf.shape(tf.nest.flatten(initial_state)[0])[0]
+    def initialize(self, initial_state: State, context: State, beam_width: tf.Tensor,
+                   alpha: tf.Tensor, max_length: tf.Tensor) -> Beams:
+        """Copies each input's state and context `beam_width` times; only the first
+        copy is live."""
+        max_length = tf.cast(max_length, tf.int32)
+        batch = tf.shape(max_length)[0]
         first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, beam_width - 1], NEG_INF)], 1)
-        return _Beams(
-            step=tf.constant(0),
+
+        def per_hypothesis(nest):
+            return tf.nest.map_structure(lambda s: tf.repeat(s, beam_width, axis=0), nest)
+
+        return Beams(
+            step=tf.zeros([batch], tf.int32),
+            alpha=tf.broadcast_to(tf.cast(alpha, tf.float32), [batch]),
+            max_length=max_length,
             last_tokens=tf.fill([batch * beam_width], tf.constant(self.bos_id, tf.int32)),
-            tokens=tf.zeros([batch, beam_width, max_steps], tf.int32),
+            tokens=tf.zeros([batch, beam_width, tf.reduce_max(max_length) + 1], tf.int32),
             log_probs=first,
             lengths=tf.zeros([batch, beam_width], tf.int32),
             finished=tf.zeros([batch, beam_width], tf.bool),
-            model_state=tf.nest.map_structure(
-                lambda s: tf.repeat(s, beam_width, axis=0), initial_state),
+            model_state=per_hypothesis(initial_state),
+            context=per_hypothesis(context),
         )
 
-    def step(self, step_fn: StepFn, beams: _Beams, alpha: tf.Tensor,
-             max_length: tf.Tensor) -> _Beams:
+    def run(self, step_fn: StepFn, beams: Beams) -> Beams:
+        """Steps until every hypothesis of every input has ended (at most max_length + 1)."""
+        (beams,) = tf.while_loop(
+            lambda b: tf.logical_not(tf.reduce_all(b.finished)),
+            lambda b: (self.step(step_fn, b),),
+            (beams,),
+            maximum_iterations=tf.shape(beams.tokens)[2],
+        )
+        return beams
+
+    def step(self, step_fn: StepFn, beams: Beams) -> Beams:
         """Expands every live hypothesis by one token and keeps the best `beam_width`."""
         batch, beam = tf.shape(beams.log_probs)[0], tf.shape(beams.log_probs)[1]
-        log_probs, model_state = step_fn(beams.last_tokens, beams.model_state)
+        log_probs, model_state = step_fn(beams.last_tokens, beams.model_state, beams.context)
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, beam, vocab])
 
@@ -114,12 +133,13 @@ class BeamSearch:
         # Frozen: a finished hypothesis only continues with EOS, at no cost.
         log_probs = tf.where(beams.finished[..., None], tf.where(is_eos, 0.0, NEG_INF), log_probs)
         # At its length limit an input's hypotheses must end now.
-        at_limit = (beams.step >= max_length)[:, None, None]  # [batch, 1, 1]
+        at_limit = (beams.step >= beams.max_length)[:, None, None]  # [batch, 1, 1]
         log_probs = tf.where(tf.logical_and(at_limit, tf.logical_not(is_eos)), NEG_INF, log_probs)
 
         totals = beams.log_probs[..., None] + log_probs  # [batch, beam, vocab]
-        scored = tf.where(beams.finished, beams.lengths + 1, beams.step + 1)  # tokens scored
-        ranking = totals / length_penalty(scored, alpha)[..., None]
+        step = beams.step[:, None]  # [batch, 1]
+        scored = tf.where(beams.finished, beams.lengths + 1, step + 1)  # tokens scored
+        ranking = totals / length_penalty(scored, beams.alpha[:, None])[..., None]
         _, flat_ids = tf.math.top_k(tf.reshape(ranking, [batch, -1]), k=beam)  # [batch, beam]
         origin, token = flat_ids // vocab, flat_ids % vocab
 
@@ -127,13 +147,14 @@ class BeamSearch:
         token = tf.where(was_finished, 0, token)
         ended = tf.logical_or(was_finished, tf.equal(token, self.eos_id))
         lengths = tf.where(was_finished, tf.gather(beams.lengths, origin, batch_dims=1),
-                           beams.step + tf.cast(tf.logical_not(ended), tf.int32))
+                           step + tf.cast(tf.logical_not(ended), tf.int32))
         written = tf.where(ended, 0, token)
         position = tf.one_hot(beams.step, tf.shape(beams.tokens)[2], dtype=tf.int32)
-        tokens = tf.gather(beams.tokens, origin, batch_dims=1) + written[..., None] * position
+        tokens = (tf.gather(beams.tokens, origin, batch_dims=1)
+                  + written[..., None] * position[:, None, :])
 
         flat_origin = tf.reshape(origin + tf.range(batch)[:, None] * beam, [-1])
-        return _Beams(
+        return beams._replace(
             step=beams.step + 1,
             last_tokens=tf.reshape(token, [-1]),
             tokens=tokens,
@@ -143,10 +164,9 @@ class BeamSearch:
             model_state=tf.nest.map_structure(lambda s: tf.gather(s, flat_origin), model_state),
         )
 
-    def finalize(self, beams: _Beams, num_hypotheses: tf.Tensor,
-                 alpha: tf.Tensor) -> BeamSearchResult:
+    def finalize(self, beams: Beams, num_hypotheses: tf.Tensor) -> BeamSearchResult:
         """Ranks the hypotheses by length-penalised score and keeps the best `num_hypotheses`."""
-        scores = beams.log_probs / length_penalty(beams.lengths + 1, alpha)
+        scores = beams.log_probs / length_penalty(beams.lengths + 1, beams.alpha[:, None])
         scores, order = tf.math.top_k(scores, k=num_hypotheses)
         time = tf.maximum(tf.reduce_max(beams.lengths), 1)
         return BeamSearchResult(
@@ -155,3 +175,47 @@ class BeamSearch:
             log_probs=tf.gather(beams.log_probs, order, batch_dims=1),
             scores=scores,
         )
+
+
+def finished_rows(beams: Beams) -> tf.Tensor:
+    """[batch] bool: inputs whose every hypothesis has ended (ready to finalize)."""
+    return tf.reduce_all(beams.finished, axis=1)
+
+
+def select_rows(beams: Beams, rows: tf.Tensor) -> Beams:
+    """Keeps the inputs `rows` [k] (in that order), with all their hypotheses; the
+    token buffer shrinks to the longest limit left."""
+    rows = tf.cast(rows, tf.int32)
+    beam = tf.shape(beams.log_probs)[1]
+    hypotheses = tf.reshape(rows[:, None] * beam + tf.range(beam)[None, :], [-1])
+
+    def take(nest, ids):
+        return tf.nest.map_structure(lambda t: tf.gather(t, ids), nest)
+
+    return Beams(
+        step=take(beams.step, rows), alpha=take(beams.alpha, rows),
+        max_length=take(beams.max_length, rows), last_tokens=take(beams.last_tokens, hypotheses),
+        tokens=take(beams.tokens, rows)[:, :, :tf.reduce_max(take(beams.max_length, rows)) + 1],
+        log_probs=take(beams.log_probs, rows),
+        lengths=take(beams.lengths, rows), finished=take(beams.finished, rows),
+        model_state=take(beams.model_state, hypotheses), context=take(beams.context, hypotheses))
+
+
+def concat_rows(parts: list[Beams]) -> Beams:
+    """Joins searches of the same beam width into one batch.
+
+    Inputs may differ in their other dimensions (output time, source time): each
+    tensor is zero-padded up to the largest, which decoding never reads (token
+    buffers beyond a row's limit, attention memory beyond its mask).
+    """
+    if len(parts) == 1:
+        return parts[0]
+
+    def concat(*tensors):
+        rank = tensors[0].shape.rank
+        widths = [max(int(t.shape[d]) for t in tensors) for d in range(1, rank)]
+        return tf.concat([
+            tf.pad(t, [[0, 0]] + [[0, w - int(t.shape[d + 1])] for d, w in enumerate(widths)])
+            for t in tensors], axis=0)
+
+    return tf.nest.map_structure(concat, *parts)

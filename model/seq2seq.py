@@ -8,7 +8,6 @@ both paths share weights and the exported step never contains a cuDNN-only op.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import keras
@@ -25,6 +24,14 @@ RNN_LAYERS: dict[str, type[keras.layers.RNN]] = {
     "gru": keras.layers.GRU,
     "rnn": keras.layers.SimpleRNN,
 }
+
+
+class DecodeContext(NamedTuple):
+    """What each decoding step reads from the source: fixed for the whole search."""
+
+    memory: tf.Tensor  # [n, src_time, units] encoder outputs
+    keys: tf.Tensor  # [n, src_time, units] attention keys
+    mask: tf.Tensor  # [n, src_time] bool, True on real tokens
 
 
 class Encoded(NamedTuple):
@@ -104,35 +111,22 @@ class Seq2Seq(GradientNormModel):
     def _logits(self, attended: tf.Tensor) -> tf.Tensor:
         return self.projection(attended) + self.logit_bias
 
-    def step(self, tokens: tf.Tensor, state: list[tf.Tensor], memory: tf.Tensor, keys: tf.Tensor,
-             mask: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """One decoding step: tokens [n] -> (log-probs [n, vocab], next state).
+    def start_decoding(self, source: tf.Tensor) -> tuple[list[tf.Tensor], DecodeContext]:
+        """The beam search's view of this model: source [batch, src_time] ->
+        (initial decoder state, each [batch, units]; attention context)."""
+        encoded = self.encode(source)
+        return encoded.state, DecodeContext(encoded.memory, encoded.keys, encoded.mask)
 
-        memory, keys [n, src_time, units] and mask [n, src_time] are per hypothesis.
-        """
+    def decode_step(self, tokens: tf.Tensor, state: list[tf.Tensor], context: DecodeContext
+                    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One decoding step (a `beam_search.StepFn`): tokens [n] -> (log-probs
+        [n, vocab], next state); the context holds one copy per hypothesis."""
         # A plain lookup: the Embedding layer would attach a mask the cell cannot take.
         inputs = tf.nn.embedding_lookup(self.embedding.embeddings, tokens)
         hidden, state = self.decoder.cell(inputs, state, training=False)
-        attended = self.attention(hidden[:, None, :], memory, keys, mask)[:, 0, :]
+        attended = self.attention(hidden[:, None, :], context.memory, context.keys,
+                                  context.mask)[:, 0, :]
         return tf.nn.log_softmax(self._logits(attended)), list(state)
-
-    def start_decoding(self, source: tf.Tensor, beam_width: tf.Tensor
-                       ) -> tuple[list[tf.Tensor], Callable]:
-        """The beam search's view of this model for `source` [batch, src_time].
-
-        Returns the initial state (each [batch, units]) and a step function
-        step(tokens [batch * beam], state) -> (log-probs [batch * beam, vocab], state).
-        Hypotheses never move between inputs, so the attention memory is copied
-        per hypothesis once here and never reordered.
-        """
-        encoded = self.encode(source)
-        memory, keys, mask = (tf.repeat(x, beam_width, axis=0)
-                              for x in (encoded.memory, encoded.keys, encoded.mask))
-
-        def step(tokens, state):
-            return self.step(tokens, state, memory, keys, mask)
-
-        return encoded.state, step
 
     def get_config(self) -> dict:
         return {**super().get_config(), "vocab_size": self.vocab_size,

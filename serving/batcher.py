@@ -1,13 +1,20 @@
 """One dynamic batcher per model: concurrent requests are run through the model together.
 
-Requests queue with a key (requests with different keys, e.g. different decode
-options, never share a batch). The batcher takes the oldest live request, waits
-up to `batch_timeout_ms` for more of the same key until `max_batch_size` inputs,
-and runs the batch on a worker thread so that the asyncio loop (health checks,
-other RPCs) never blocks on the model. One batch runs at a time per model;
-requests arriving meanwhile form the next batch. A request whose client
-cancelled or whose deadline passed stops counting against the queue at once
-and is dropped before any compute is spent on it.
+Requests queue with a key (their decode options). Two scheduling policies:
+
+- request: the batcher takes the oldest live request, waits up to
+  `batch_timeout_ms` for more of the same key until `max_batch_size` inputs, and
+  runs the batch to completion; requests arriving meanwhile form the next batch.
+- step (continuous batching, decoders only): a `StepDecoder` keeps a running
+  decode; between steps queued inputs join it (up to `max_batch_size` inputs in
+  all, oldest first, any options) and ended inputs leave with their answer, so a
+  short request never waits behind a long one. A request cancelled or past its
+  deadline mid-decode leaves at the next step.
+
+The model always runs on a worker thread, so the asyncio loop (health checks,
+other RPCs) never blocks on it. A request whose client cancelled or whose
+deadline passed stops counting against the queue at once and is dropped before
+any compute is spent on it.
 
 Admission: a request is refused at once (QueueFull) when the queue is full, or
 when the queue ahead of it would, at the model's recent throughput, keep it
@@ -21,12 +28,14 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from serving import metrics
+from serving.step_decoder import StepDecoder
 from training.flags import option
 
 log = logging.getLogger(__name__)
@@ -35,8 +44,14 @@ RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 """run_batch(key, inputs) -> one result per input, on the worker thread."""
 
 
+SCHEDULING = ("step", "request")
+
+
 @dataclass(frozen=True)
 class BatchingConfig:
+    scheduling: str = option("step", "'step': continuous batching, inputs join and leave a "
+                                     "running decode at every step; 'request': each batch "
+                                     "runs to completion before the next starts")
     max_batch_size: int = option(64, "most inputs (texts) run through a model at once")
     batch_timeout_ms: float = option(5.0, "how long the oldest request waits for others "
                                           "to share its batch")
@@ -56,7 +71,7 @@ class BatcherClosed(Exception):
     """The model is being unloaded or the server is shutting down."""
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the step decoder's ticket
 class _Pending:
     key: Hashable
     inputs: list[Any]
@@ -69,10 +84,25 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, model: str, run_batch: RunBatch, config: BatchingConfig):
+    """Args:
+      model: name used in logs and metric labels.
+      run_batch: runs a request-level batch.
+      config: `config.scheduling` 'step' needs `decoder`.
+      decoder: the model's step-level driver, if it has one.
+    """
+
+    def __init__(self, model: str, run_batch: RunBatch, config: BatchingConfig,
+                 decoder: StepDecoder | None = None):
+        if config.scheduling not in SCHEDULING:
+            raise ValueError(f"scheduling must be one of {SCHEDULING}, got {config.scheduling!r}")
+        if config.scheduling == "step" and decoder is None:
+            raise ValueError(f"model {model!r} has no step decoder: use request scheduling")
         self.model = model
         self.config = config
         self._run_batch = run_batch
+        self._decoder = decoder if config.scheduling == "step" else None
+        self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
+        self._wake = threading.Event()  # step mode: stop stepping, there is news
         self._pending: collections.deque[_Pending] = collections.deque()
         self._arrived = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, f"infer-{model}")
@@ -81,10 +111,12 @@ class Batcher:
         self._stopped = False  # the loop ends
         self._running = False  # a batch is on the worker thread
         self._inputs_per_second: float | None = None  # moving average of recent batches
+        self._measured = [0, 0.0]  # inputs finished, seconds busy since the last average
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._loop(), name=f"batch-{self.model}")
+        run = self._step_loop() if self._decoder else self._request_loop()
+        self._task = loop.create_task(run, name=f"batch-{self.model}")
         self._task.add_done_callback(self._report_exit)
 
     def _report_exit(self, task: asyncio.Task) -> None:
@@ -96,16 +128,19 @@ class Batcher:
         `drain`, or fail with BatcherClosed without it."""
         self._closing = True
         if drain:
-            while any(not item.future.done() for item in self._pending) or self._running:
+            while (any(not item.future.done() for item in self._pending) or self._running
+                   or self._decoding):
                 await asyncio.sleep(0.01)
         self._stopped = True
         self._arrived.set()
+        self._wake.set()
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
-        for item in self._pending:
+        for item in [*self._pending, *self._decoding]:
             if not item.future.done():
                 item.future.set_exception(BatcherClosed(f"model {self.model!r} is unloading"))
         self._pending.clear()
+        self._decoding.clear()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     @property
@@ -137,11 +172,13 @@ class Batcher:
             futures.append(future)
         metrics.QUEUE_DEPTH.labels(self.model).set(queued + len(inputs))
         self._arrived.set()
+        self._wake.set()
         try:
             results = await asyncio.gather(*futures)
         except BaseException:
             for future in futures:
                 future.cancel()  # parts not yet run no longer count, and are never run
+            self._wake.set()  # parts decoding leave at the next step
             raise
         return [r for part in results for r in part]
 
@@ -175,7 +212,18 @@ class Batcher:
     def _ready_inputs(self, key: Hashable) -> int:
         return sum(len(p.inputs) for p in self._pending if p.key == key and not p.future.done())
 
-    async def _loop(self) -> None:
+    def _observe_throughput(self, inputs: int, seconds: float) -> None:
+        """Feeds the moving average of inputs/s that admission uses, in windows of at
+        least 50 ms busy (single steps are too short to measure alone)."""
+        self._measured[0] += inputs
+        self._measured[1] += seconds
+        if self._measured[1] >= 0.05:
+            rate = self._measured[0] / self._measured[1]
+            self._inputs_per_second = rate if self._inputs_per_second is None else (
+                0.8 * self._inputs_per_second + 0.2 * rate)
+            self._measured = [0, 0.0]
+
+    async def _request_loop(self) -> None:
         while not self._stopped:
             self._prune(time.monotonic())
             if not self._pending:
@@ -221,11 +269,87 @@ class Batcher:
         finally:
             seconds = time.monotonic() - now
             metrics.INFERENCE_SECONDS.labels(self.model).observe(seconds)
-            rate = len(inputs) / max(seconds, 1e-6)
-            self._inputs_per_second = rate if self._inputs_per_second is None else (
-                0.8 * self._inputs_per_second + 0.2 * rate)
+            self._observe_throughput(len(inputs), seconds)
         offset = 0
         for item in batch:
             if not item.future.done():
                 item.future.set_result(list(results[offset:offset + len(item.inputs)]))
             offset += len(item.inputs)
+
+    async def _step_loop(self) -> None:
+        while not self._stopped:
+            now = time.monotonic()
+            self._prune(now)
+            leaving = self._leaving(now)
+            if not self._pending and not self._decoding and not leaving:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if not self._decoding:  # idle: let a burst gather so it joins in one call
+                await asyncio.sleep(self.config.batch_timeout_ms / 1000)
+                self._prune(time.monotonic())
+            joining = self._take_joining()
+            self._running = True
+            started = time.monotonic()
+            try:
+                finished = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._cycle, joining, leaving)
+            except Exception as error:  # the model failed: every decoding request hears it
+                log.exception("decoding step failed on model %s", self.model)
+                self._decoder.reset()
+                for item in self._decoding:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                self._decoding.clear()
+                continue
+            finally:
+                self._running = False
+                metrics.INFERENCE_SECONDS.labels(self.model).observe(time.monotonic() - started)
+            self._observe_throughput(len(finished), time.monotonic() - started)
+            for item, index, result in finished:
+                results = self._decoding.get(item)
+                if results is None:  # left (cancelled) after this cycle began
+                    continue
+                results[index] = result
+                if all(r is not None for r in results):
+                    del self._decoding[item]
+                    if not item.future.done():
+                        item.future.set_result(results)
+
+    def _leaving(self, now: float) -> set[_Pending]:
+        """Decoding parts whose client cancelled or whose deadline passed."""
+        leaving = set()
+        for item in self._decoding:
+            if item.expired(now) and not item.future.done():
+                item.future.set_exception(DeadlineExpired("deadline passed while decoding"))
+            if item.future.done():
+                leaving.add(item)
+        for item in leaving:
+            del self._decoding[item]
+        return leaving
+
+    def _take_joining(self) -> list[_Pending]:
+        """Oldest queued parts first, while the running decode has room for them."""
+        room = self.config.max_batch_size - sum(len(r) for r in self._decoding.values())
+        joining, now = [], time.monotonic()
+        while self._pending and len(self._pending[0].inputs) <= room:
+            item = self._pending.popleft()
+            room -= len(item.inputs)
+            joining.append(item)
+            self._decoding[item] = [None] * len(item.inputs)
+            metrics.QUEUE_WAIT_SECONDS.labels(self.model).observe(now - item.enqueued)
+        metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
+        return joining
+
+    def _cycle(self, joining: list[_Pending], leaving: set[_Pending]) -> list:
+        """On the worker thread: updates the running decode, then steps it until an input
+        ends, news arrives (new, cancelled or expiring requests) or 0.1 s passed."""
+        self._wake.clear()
+        self._decoder.leave(leaving)
+        self._decoder.join([(item, item.key, item.inputs) for item in joining])
+        until = time.monotonic() + 0.1
+        while self._decoder.rows:
+            finished = self._decoder.step()
+            if finished or self._wake.is_set() or time.monotonic() > until:
+                return finished
+        return []

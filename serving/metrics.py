@@ -26,6 +26,14 @@ INFERENCE_SECONDS = Histogram("recur_inference_duration_seconds",
                               ["model"], buckets=LATENCY_BUCKETS)
 BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through the model",
                        ["model"], buckets=BATCH_BUCKETS)
+PADDING_RATIO = Histogram("recur_padding_ratio",
+                          "Share of source positions that are padding in each model call "
+                          "(a request-level batch, or one step of a step-level decode)",
+                          ["model"], buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0))
+DECODE_STEPS = Histogram("recur_decode_steps",
+                         "Decoder steps per request-level batch (until its longest input "
+                         "ended), or per input in step-level decoding (until it ended)",
+                         ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 IN_FLIGHT = Gauge("recur_requests_in_flight", "RPCs received and not yet answered",
                   ["method"])
 GENERATED_TOKENS = Counter("recur_generated_tokens_total",

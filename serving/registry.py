@@ -13,6 +13,7 @@ directory that disappears is drained and unloaded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -27,6 +28,7 @@ from model.export import read_metadata, versions
 from serving import metrics
 from serving.batcher import Batcher, BatchingConfig
 from serving.runners import DecodeKey, translate_batch
+from serving.step_decoder import StepDecoder
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +157,33 @@ class ModelRegistry:
                              f"{sorted(RUNNERS)}")
         loaded = await asyncio.to_thread(tf.saved_model.load, str(path))
         signature = loaded.signatures[metadata.get("signature", task)]
-        run = functools.partial(RUNNERS[task], signature)
-        await asyncio.to_thread(self._warm_up, task, run)
-        batcher = Batcher(name, run, self.batching)
+        run = functools.partial(RUNNERS[task], signature, model=name)
+        batching, decoder = self.batching, None
+        if batching.scheduling == "step":
+            if StepDecoder.supports(loaded):
+                decoder = StepDecoder(name, loaded)
+            else:
+                log.warning("%s has no begin/advance/finish functions (exported before step "
+                            "decoding): it is served with request scheduling; re-export it "
+                            "for step scheduling", path)
+                batching = dataclasses.replace(batching, scheduling="request")
+        await asyncio.to_thread(self._warm_up, task, run, decoder)
+        batcher = Batcher(name, run, batching, decoder)
         batcher.start()
-        log.info("loaded %s version %d (%s) from %s in %.1f s", name, version, task, path,
-                 time.monotonic() - started)
+        log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
+                 task, batching.scheduling, path, time.monotonic() - started)
         return ServedModel(name, version, path, task, metadata, batcher, loaded)
 
     @staticmethod
-    def _warm_up(task: str, run) -> None:
-        """Runs one request through the graph so the first client does not pay for tracing."""
+    def _warm_up(task: str, run, decoder: StepDecoder | None) -> None:
+        """Runs one input through each path so the first client does not pay for tracing."""
         if task == "translate":
-            run(DecodeKey(2, 1, 0.6, 8, 2.0), ["warm up"])
+            key = DecodeKey(2, 1, 0.6, 8, 2.0)
+            run(key, ["warm up"])
+            if decoder:
+                decoder.join([("warm-up", key, ["warm up"])])
+                while decoder.rows:
+                    decoder.step()
 
     def _drain(self, served: ServedModel) -> None:
         """Lets `served` finish its queued requests, then unloads it (in the background)."""

@@ -56,12 +56,34 @@ def tiny_export(tmp_path_factory, toy_corpus):
     return train_translation(config), base
 
 
-@pytest.fixture(scope="session")
-def server(tiny_export):
-    """The tiny model served for the whole session; yields (target, metrics_url, log)."""
+def _serve(tiny_export, scheduling: str):
     _, base = tiny_export
-    process = ServerProcess(base, "--poll-seconds", "0")
+    process = ServerProcess(base, "--poll-seconds", "0", "--scheduling", scheduling)
     process.wait_until_serving()
     yield process.target, process.metrics_url, process.log_path
     code = process.stop()
     assert code == 0, "server did not exit 0 on SIGTERM:\n" + process.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_export):
+    """The tiny model served (step scheduling, the default) for the whole session;
+    yields (target, metrics_url, log)."""
+    yield from _serve(tiny_export, "step")
+
+
+@pytest.fixture(scope="session")
+def request_server(tiny_export):
+    """The same, with request-level scheduling."""
+    yield from _serve(tiny_export, "request")
+
+
+@pytest.fixture(params=["step", "request"])
+def scheduling(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def any_server(scheduling, request):
+    """The session server of each scheduling policy in turn."""
+    return request.getfixturevalue("server" if scheduling == "step" else "request_server")

@@ -33,7 +33,7 @@ def run(coro):
 
 
 async def started(model, **config) -> Batcher:
-    batcher = Batcher("m", model, BatchingConfig(**config))
+    batcher = Batcher("m", model, BatchingConfig(**{"scheduling": "request", **config}))
     batcher.start()
     return batcher
 
@@ -188,3 +188,116 @@ def test_a_request_that_would_miss_its_deadline_is_refused_at_once():
     refused_in, patient = run(main())
     assert refused_in < 0.05
     assert patient == ["k:PATIENT"]
+
+
+class Stepper:
+    """A step decoder whose input "xN" ends after N steps; records the inputs of each step."""
+
+    def __init__(self, step_seconds: float = 0.002):
+        self.step_seconds = step_seconds
+        self.running: dict[tuple, list] = {}  # (ticket, index) -> [steps left, text]
+        self.steps: list[list[str]] = []
+
+    @property
+    def rows(self) -> int:
+        return len(self.running)
+
+    def join(self, entries):
+        for ticket, _key, texts in entries:
+            for index, text in enumerate(texts):
+                self.running[(ticket, index)] = [int(text[1:]), text]
+
+    def leave(self, tickets):
+        self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
+
+    def step(self):
+        time.sleep(self.step_seconds)
+        self.steps.append(sorted(text for _, text in self.running.values()))
+        finished = []
+        for (ticket, index), entry in list(self.running.items()):
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self.running[(ticket, index)]
+                finished.append((ticket, index, f"{entry[1]} done"))
+        return finished
+
+    def reset(self):
+        self.running.clear()
+
+
+async def stepping(decoder: Stepper, **config) -> Batcher:
+    batcher = Batcher("m", Model(), BatchingConfig(**{"scheduling": "step", **config}), decoder)
+    batcher.start()
+    return batcher
+
+
+def test_step_scheduling_lets_a_short_request_overtake_a_long_one():
+    async def main():
+        decoder = Stepper()
+        batcher = await stepping(decoder, batch_timeout_ms=1)
+        long = asyncio.create_task(batcher.submit("beam4", ["x300"]))
+        await asyncio.sleep(0.05)
+        short = await batcher.submit("beam1", ["x3", "x5"])  # other options may join too
+        long_done_when_short_was = long.done()
+        result = await long
+        await batcher.close()
+        return decoder, short, long_done_when_short_was, result
+
+    decoder, short, long_was_done, result = run(main())
+    assert short == ["x3 done", "x5 done"] and result == ["x300 done"]
+    assert not long_was_done
+    assert ["x3", "x300", "x5"] in decoder.steps, "the short inputs joined the running decode"
+    assert len(decoder.steps) == 300, "the long input never restarted or paused"
+
+
+def test_step_scheduling_keeps_to_max_batch_size_and_first_come_first_served():
+    async def main():
+        decoder = Stepper()
+        batcher = await stepping(decoder, max_batch_size=2, batch_timeout_ms=20)
+        results = await asyncio.gather(*(batcher.submit("k", [f"x{n}"]) for n in (4, 2, 3)))
+        await batcher.close()
+        return decoder, results
+
+    decoder, results = run(main())
+    assert results == [["x4 done"], ["x2 done"], ["x3 done"]]
+    assert max(len(rows) for rows in decoder.steps) == 2
+    assert decoder.steps[0] == ["x2", "x4"] and decoder.steps[2] == ["x3", "x4"]
+
+
+def test_a_cancelled_or_expired_request_leaves_the_running_decode():
+    async def main():
+        decoder = Stepper()
+        batcher = await stepping(decoder, batch_timeout_ms=1)
+        cancelled = asyncio.create_task(batcher.submit("k", ["x100000"]))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(DeadlineExpired, match="while decoding"):
+            await batcher.submit("k", ["x100001"], deadline=time.monotonic() + 0.3)
+        await asyncio.sleep(0.05)  # it leaves at the next step
+        rows_after = decoder.rows
+        after = await batcher.submit("k", ["x2"])
+        await batcher.close()
+        return rows_after, after, len(decoder.steps)
+
+    rows_after, after, steps = run(main())
+    assert rows_after == 0
+    assert after == ["x2 done"]
+    assert steps < 1000  # 0.3 s of 2 ms steps, then the short one
+
+
+def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on():
+    class Exploding(Stepper):
+        def step(self):
+            if any(text == "x666" for _, text in self.running.values()):
+                raise ValueError("model exploded")
+            return super().step()
+
+    async def main():
+        batcher = await stepping(Exploding(), batch_timeout_ms=1)
+        with pytest.raises(ValueError, match="exploded"):
+            await batcher.submit("k", ["x666"])
+        after = await batcher.submit("k", ["x2"])
+        await batcher.close()
+        return after
+
+    assert run(main()) == ["x2 done"]

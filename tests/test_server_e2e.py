@@ -41,8 +41,9 @@ def scrape(url: str) -> str:
         return response.read().decode()
 
 
-def test_translate_returns_the_models_nbest(server, tiny_export):
-    target, _, _ = server
+def test_translate_returns_the_models_nbest(any_server, tiny_export):
+    """Either scheduler (the step driver too) gives exactly the in-graph search's answer."""
+    target, _, _ = any_server
     report, _ = tiny_export
     texts = ["one two", "seven", "three four nine"]
     with RecurClient(target) as client:
@@ -75,8 +76,8 @@ def test_cli_prints_nbest_with_scores(server):
     assert len(re.findall(r"^\s+\d\. score +-?\d+\.\d+", out.stdout, re.M)) == 2
 
 
-def test_concurrent_requests_share_batches(server):
-    target, metrics_url, _ = server
+def test_concurrent_requests_share_batches(any_server, scheduling):
+    target, metrics_url, _ = any_server
     before = scrape(metrics_url)
     with RecurClient(target) as client:
         futures = [client.stub.Translate.future(recur_pb2.TranslateRequest(
@@ -85,12 +86,20 @@ def test_concurrent_requests_share_batches(server):
             for w in ["one", "three", "five", "six", "nine", "ten"] * 4]
         assert all(len(f.result().results) == 1 for f in futures)
     after = scrape(metrics_url)
-    batches = (metric(after, "recur_batch_size_count", model=MODEL)
-               - metric(before, "recur_batch_size_count", model=MODEL))
-    inputs = (metric(after, "recur_batch_size_sum", model=MODEL)
-              - metric(before, "recur_batch_size_sum", model=MODEL))
-    assert inputs == 24
-    assert batches < 24, "24 concurrent requests should not need 24 model calls"
+
+    def increase(name, **labels):
+        return metric(after, name, model=MODEL, **labels) - metric(before, name, model=MODEL,
+                                                                   **labels)
+
+    calls = increase("recur_batch_size_count")
+    assert calls - increase("recur_batch_size_bucket", le="1.0") > 0, \
+        "some model calls should carry more than one of 24 concurrent inputs"
+    if scheduling == "request":  # one observation per batch, of its inputs
+        assert increase("recur_batch_size_sum") == 24
+        assert increase("recur_decode_steps_count") == calls
+    else:  # one observation per step, of the inputs decoding; decode steps per input
+        assert increase("recur_decode_steps_count") == 24
+        assert increase("recur_batch_size_sum") == increase("recur_decode_steps_sum")
 
 
 def test_health_reflection_and_model_listing(server):
@@ -168,8 +177,8 @@ def test_unserved_tasks_answer_unimplemented(server):
         assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_metrics_count_requests_and_latency(server):
-    target, metrics_url, _ = server
+def test_metrics_count_requests_and_latency(any_server):
+    target, metrics_url, _ = any_server
     before = scrape(metrics_url)
     with RecurClient(target) as client:
         responses = [client.translate(["four five", "six"], MODEL, num_hypotheses=2)
@@ -186,15 +195,17 @@ def test_metrics_count_requests_and_latency(server):
     latency = dict(model=MODEL, method="Translate")
     assert metric(after, "recur_request_duration_seconds_count", **latency) - metric(
         before, "recur_request_duration_seconds_count", **latency) == 3
-    for name in ("recur_queue_wait_seconds_count", "recur_inference_duration_seconds_count"):
+    for name in ("recur_queue_wait_seconds_count", "recur_inference_duration_seconds_count",
+                 "recur_padding_ratio_count", "recur_decode_steps_count"):
         assert metric(after, name, model=MODEL) - metric(before, name, model=MODEL) >= 1
     assert metric(after, "recur_model_version", model=MODEL) == 1
 
 
-def test_requests_with_different_options_batch_correctly(server):
-    """Concurrent requests with different decode options are grouped per option set;
-    each gets exactly the answer it gets alone."""
-    target, _, _ = server
+def test_requests_with_different_options_batch_correctly(any_server):
+    """Concurrent requests with different decode options share the model (grouped per
+    option set, or per beam width in step decoding); each gets exactly the answer it
+    gets alone."""
+    target, _, _ = any_server
     cases = [(["one two three"], 1, 1), (["four five"], 4, 3), (["six"], 2, 2),
              (["seven eight nine ten"], 4, 1), (["two"], 1, 1), (["ten nine"], 3, 3)] * 3
 
