@@ -25,8 +25,10 @@ State = Any  # a nest of tensors, each [batch * beam, ...]
 StepFn = Callable[[tf.Tensor, State, State], tuple[tf.Tensor, State]]
 """step(tokens [batch * beam], state, context) -> (log-probs [batch * beam, vocab], state).
 
-`state` changes every step and follows its hypothesis; `context` (e.g. attention
-memory) is fixed per input, so it is copied per hypothesis once and never reordered.
+`state` [batch * beam, ...] changes every step and follows its hypothesis;
+`context` [batch, ...] (e.g. attention memory) is fixed per input and shared by
+its hypotheses (input i owns hypotheses i * beam ... i * beam + beam - 1), so it
+is never copied per hypothesis nor reordered.
 """
 
 
@@ -50,7 +52,7 @@ class Beams(NamedTuple):
     lengths: tf.Tensor  # [batch, beam] int32
     finished: tf.Tensor  # [batch, beam] bool
     model_state: State  # nest of [batch * beam, ...]
-    context: State  # nest of [batch * beam, ...]
+    context: State  # nest of [batch, ...]
 
 
 def length_penalty(lengths: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
@@ -90,14 +92,10 @@ class BeamSearch:
 
     def initialize(self, initial_state: State, context: State, beam_width: tf.Tensor,
                    alpha: tf.Tensor, max_length: tf.Tensor) -> Beams:
-        """Copies each input's state and context `beam_width` times; only the first
-        copy is live."""
+        """Copies each input's state `beam_width` times; only the first copy is live."""
         max_length = tf.cast(max_length, tf.int32)
         batch = tf.shape(max_length)[0]
         first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, beam_width - 1], NEG_INF)], 1)
-
-        def per_hypothesis(nest):
-            return tf.nest.map_structure(lambda s: tf.repeat(s, beam_width, axis=0), nest)
 
         return Beams(
             step=tf.zeros([batch], tf.int32),
@@ -108,18 +106,29 @@ class BeamSearch:
             log_probs=first,
             lengths=tf.zeros([batch, beam_width], tf.int32),
             finished=tf.zeros([batch, beam_width], tf.bool),
-            model_state=per_hypothesis(initial_state),
-            context=per_hypothesis(context),
+            model_state=tf.nest.map_structure(lambda s: tf.repeat(s, beam_width, axis=0),
+                                              initial_state),
+            context=context,
         )
 
-    def run(self, step_fn: StepFn, beams: Beams) -> Beams:
-        """Steps until every hypothesis of every input has ended (at most max_length + 1)."""
+    def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None,
+            until_any_ends: bool = False) -> Beams:
+        """Steps until every input has ended (at most max_length + 1 steps).
+
+        The step driver stops earlier: after `max_steps`, or with `until_any_ends` as soon
+        as any input ends, so that it can hand that input back and take new ones in.
+        """
+        running = tf.logical_not(finished_rows(beams))
+
+        def go_on(b: Beams) -> tf.Tensor:
+            ended = finished_rows(b)
+            if until_any_ends:
+                return tf.logical_not(tf.reduce_any(tf.logical_and(running, ended)))
+            return tf.logical_not(tf.reduce_all(ended))
+
         (beams,) = tf.while_loop(
-            lambda b: tf.logical_not(tf.reduce_all(b.finished)),
-            lambda b: (self.step(step_fn, b),),
-            (beams,),
-            maximum_iterations=tf.shape(beams.tokens)[2],
-        )
+            go_on, lambda b: (self.step(step_fn, b),), (beams,),
+            maximum_iterations=tf.shape(beams.tokens)[2] if max_steps is None else max_steps)
         return beams
 
     def step(self, step_fn: StepFn, beams: Beams) -> Beams:
@@ -182,6 +191,12 @@ def finished_rows(beams: Beams) -> tf.Tensor:
     return tf.reduce_all(beams.finished, axis=1)
 
 
+def hypotheses_only(beams: Beams) -> Beams:
+    """`beams` without the model's state and context: all that `finalize` reads, and
+    much cheaper to gather."""
+    return beams._replace(model_state=[], context=())
+
+
 def select_rows(beams: Beams, rows: tf.Tensor) -> Beams:
     """Keeps the inputs `rows` [k] (in that order), with all their hypotheses; the
     token buffer shrinks to the longest limit left."""
@@ -198,7 +213,7 @@ def select_rows(beams: Beams, rows: tf.Tensor) -> Beams:
         tokens=take(beams.tokens, rows)[:, :, :tf.reduce_max(take(beams.max_length, rows)) + 1],
         log_probs=take(beams.log_probs, rows),
         lengths=take(beams.lengths, rows), finished=take(beams.finished, rows),
-        model_state=take(beams.model_state, hypotheses), context=take(beams.context, hypotheses))
+        model_state=take(beams.model_state, hypotheses), context=take(beams.context, rows))
 
 
 def concat_rows(parts: list[Beams]) -> Beams:
@@ -211,11 +226,11 @@ def concat_rows(parts: list[Beams]) -> Beams:
     if len(parts) == 1:
         return parts[0]
 
-    def concat(*tensors):
-        rank = tensors[0].shape.rank
-        widths = [max(int(t.shape[d]) for t in tensors) for d in range(1, rank)]
+    def concat(*tensors):  # shapes may be unknown when traced, hence tf.shape
+        widest = tf.reduce_max(tf.stack([tf.shape(t) for t in tensors]), axis=0)
         return tf.concat([
-            tf.pad(t, [[0, 0]] + [[0, w - int(t.shape[d + 1])] for d, w in enumerate(widths)])
+            tf.pad(t, tf.stack([tf.zeros_like(widest),
+                                tf.concat([[0], widest[1:] - tf.shape(t)[1:]], 0)], axis=1))
             for t in tensors], axis=0)
 
     return tf.nest.map_structure(concat, *parts)

@@ -29,9 +29,9 @@ RNN_LAYERS: dict[str, type[keras.layers.RNN]] = {
 class DecodeContext(NamedTuple):
     """What each decoding step reads from the source: fixed for the whole search."""
 
-    memory: tf.Tensor  # [n, src_time, units] encoder outputs
-    keys: tf.Tensor  # [n, src_time, units] attention keys
-    mask: tf.Tensor  # [n, src_time] bool, True on real tokens
+    memory: tf.Tensor  # [batch, src_time, units] encoder outputs
+    keys: tf.Tensor  # [batch, src_time, units] attention keys
+    mask: tf.Tensor  # [batch, src_time] bool, True on real tokens
 
 
 class Encoded(NamedTuple):
@@ -119,14 +119,17 @@ class Seq2Seq(GradientNormModel):
 
     def decode_step(self, tokens: tf.Tensor, state: list[tf.Tensor], context: DecodeContext
                     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """One decoding step (a `beam_search.StepFn`): tokens [n] -> (log-probs
-        [n, vocab], next state); the context holds one copy per hypothesis."""
+        """One decoding step (a `beam_search.StepFn`): tokens [batch * beam] -> (log-probs
+        [batch * beam, vocab], next state), attending over the context [batch, ...]."""
         # A plain lookup: the Embedding layer would attach a mask the cell cannot take.
         inputs = tf.nn.embedding_lookup(self.embedding.embeddings, tokens)
         hidden, state = self.decoder.cell(inputs, state, training=False)
-        attended = self.attention(hidden[:, None, :], context.memory, context.keys,
-                                  context.mask)[:, 0, :]
-        return tf.nn.log_softmax(self._logits(attended)), list(state)
+        # An input's hypotheses attend as its queries: [batch, beam, units].
+        batch = tf.shape(context.mask)[0]
+        queries = tf.reshape(hidden, [batch, -1, self.units])
+        attended = self.attention(queries, context.memory, context.keys, context.mask)
+        return tf.nn.log_softmax(self._logits(tf.reshape(attended, [-1, self.units]))), \
+            list(state)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "vocab_size": self.vocab_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from model.beam_search import Beams, BeamSearch
+from model.beam_search import Beams, BeamSearch, hypotheses_only
 from model.export import portable_kernels
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
@@ -73,8 +73,8 @@ class Translator(tf.Module):
                 "decode_steps": tf.reduce_max(beams.step)}
 
     # The step-level driver (serving's step scheduler) runs the same search as
-    # `translate` in three calls: begin once per joining input, advance once per
-    # step for every running input, finish once per input that has ended.
+    # `translate` in three calls: begin once per joining input, advance a few steps
+    # at a time for every running input, finish once per input that has ended.
 
     @tf.function(input_signature=BEGIN_SIGNATURE)
     def begin(self, texts, beam_width, length_penalty, max_length, max_length_ratio):
@@ -93,12 +93,16 @@ class Translator(tf.Module):
         return self.beam_search.initialize(state, context, beam_width, length_penalty,
                                            limit), source_tokens
 
-    def _advance(self, beams: Beams) -> Beams:
-        """One step of every input in `beams`."""
-        return self.beam_search.step(self.model.decode_step, beams)
+    def _advance(self, beams: Beams, max_steps) -> tuple[Beams, tf.Tensor]:
+        """Steps every input in `beams` until one ends, at most `max_steps` times;
+        returns the beams and the steps taken."""
+        after = self.beam_search.run(self.model.decode_step, beams, max_steps,
+                                     until_any_ends=True)
+        return after, tf.reduce_max(after.step - beams.step)
 
     def _finish(self, beams: Beams, num_hypotheses) -> dict[str, tf.Tensor]:
-        """beams of ended inputs -> texts, scores, log_probs, num_tokens, each [batch, n]."""
+        """beams of ended inputs (the model's tensors may be left out, see
+        `hypotheses_only`) -> texts, scores, log_probs, num_tokens, each [batch, n]."""
         result = self.beam_search.finalize(beams, num_hypotheses)
         batch, n = tf.shape(result.lengths)[0], tf.shape(result.lengths)[1]
         flat = tf.RaggedTensor.from_tensor(
@@ -119,7 +123,8 @@ class Translator(tf.Module):
             beams, _ = self.begin.get_concrete_function(*BEGIN_SIGNATURE).structured_outputs
             any_shape = tf.nest.map_structure(
                 lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), beams)
-            self.advance.get_concrete_function(any_shape)
-            self.finish.get_concrete_function(any_shape, tf.TensorSpec([], tf.int32))
+            self.advance.get_concrete_function(any_shape, tf.TensorSpec([], tf.int32))
+            self.finish.get_concrete_function(hypotheses_only(any_shape),
+                                              tf.TensorSpec([], tf.int32))
             tf.saved_model.save(self, str(path), signatures={"translate": fn,
                                                              "serving_default": fn})

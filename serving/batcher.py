@@ -17,9 +17,11 @@ deadline passed stops counting against the queue at once and is dropped before
 any compute is spent on it.
 
 Admission: a request is refused at once (QueueFull) when the queue is full, or
-when the queue ahead of it would, at the model's recent throughput, keep it
-waiting past its deadline: better a fast refusal the client can retry
-elsewhere than a slow DEADLINE_EXCEEDED after the queue slot was spent.
+when it would likely miss its deadline: the inputs queued ahead of it at the
+model's recent throughput (measured in wall time), plus a recent slow decode
+(95th percentile), must fit in 90% of its remaining time. Better a fast refusal
+the client can retry elsewhere than a slow DEADLINE_EXCEEDED after the queue
+slot was spent.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 
 
 SCHEDULING = ("step", "request")
+ADMISSION_MARGIN = 0.1  # share of a request's remaining time kept in reserve at admission
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class BatchingConfig:
     max_batch_size: int = option(64, "most inputs (texts) run through a model at once")
     batch_timeout_ms: float = option(5.0, "how long the oldest request waits for others "
                                           "to share its batch")
+    max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
+                                            "goes on before new requests may join (more "
+                                            "steps per model call, less overhead)")
     max_queue_size: int = option(1024, "most inputs waiting per model; beyond it requests "
                                        "fail fast with RESOURCE_EXHAUSTED")
 
@@ -78,6 +84,7 @@ class _Pending:
     future: asyncio.Future
     deadline: float | None  # time.monotonic() seconds
     enqueued: float
+    started: float = 0.0  # step scheduling: when it joined the running decode
 
     def expired(self, now: float) -> bool:
         return self.deadline is not None and self.deadline <= now
@@ -112,6 +119,7 @@ class Batcher:
         self._running = False  # a batch is on the worker thread
         self._inputs_per_second: float | None = None  # moving average of recent batches
         self._measured = [0, 0.0]  # inputs finished, seconds busy since the last average
+        self._served: collections.deque[float] = collections.deque(maxlen=128)  # s per part
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,9 +165,9 @@ class Batcher:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
         if deadline is not None and self._inputs_per_second:
-            # this request's inputs, those ahead of it, and the batch running now
-            wait = (queued + len(inputs) + self.config.max_batch_size) / self._inputs_per_second
-            if time.monotonic() + wait > deadline:
+            # queued inputs ahead of it, then its own decode (a recent slow one)
+            wait = (queued + len(inputs)) / self._inputs_per_second + self._service_seconds()
+            if wait > (1 - ADMISSION_MARGIN) * (deadline - time.monotonic()):
                 raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
                                 "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
@@ -172,7 +180,8 @@ class Batcher:
             futures.append(future)
         metrics.QUEUE_DEPTH.labels(self.model).set(queued + len(inputs))
         self._arrived.set()
-        self._wake.set()
+        if self._room() > 0:  # a full decode has no room for it before an input ends
+            self._wake.set()
         try:
             results = await asyncio.gather(*futures)
         except BaseException:
@@ -211,6 +220,12 @@ class Batcher:
 
     def _ready_inputs(self, key: Hashable) -> int:
         return sum(len(p.inputs) for p in self._pending if p.key == key and not p.future.done())
+
+    def _service_seconds(self) -> float:
+        """How long a recent slow input (95th percentile) took from start to answer."""
+        if not self._served:
+            return 0.0
+        return sorted(self._served)[int(0.95 * (len(self._served) - 1))]
 
     def _observe_throughput(self, inputs: int, seconds: float) -> None:
         """Feeds the moving average of inputs/s that admission uses, in windows of at
@@ -270,6 +285,7 @@ class Batcher:
             seconds = time.monotonic() - now
             metrics.INFERENCE_SECONDS.labels(self.model).observe(seconds)
             self._observe_throughput(len(inputs), seconds)
+            self._served.append(seconds)
         offset = 0
         for item in batch:
             if not item.future.done():
@@ -277,6 +293,7 @@ class Batcher:
             offset += len(item.inputs)
 
     async def _step_loop(self) -> None:
+        busy_since = None  # end of the previous cycle, while the decode keeps running
         while not self._stopped:
             now = time.monotonic()
             self._prune(now)
@@ -291,6 +308,7 @@ class Batcher:
             joining = self._take_joining()
             self._running = True
             started = time.monotonic()
+            busy_since = started if busy_since is None else busy_since
             try:
                 finished = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._cycle, joining, leaving)
@@ -305,7 +323,11 @@ class Batcher:
             finally:
                 self._running = False
                 metrics.INFERENCE_SECONDS.labels(self.model).observe(time.monotonic() - started)
-            self._observe_throughput(len(finished), time.monotonic() - started)
+            # Wall time, with the loop's own work between cycles: admission must not
+            # count on more throughput than clients see.
+            ended = time.monotonic()
+            self._observe_throughput(len(finished), ended - busy_since)
+            busy_since = ended if self._decoder.rows else None
             for item, index, result in finished:
                 results = self._decoding.get(item)
                 if results is None:  # left (cancelled) after this cycle began
@@ -313,6 +335,7 @@ class Batcher:
                 results[index] = result
                 if all(r is not None for r in results):
                     del self._decoding[item]
+                    self._served.append(ended - item.started)
                     if not item.future.done():
                         item.future.set_result(results)
 
@@ -328,15 +351,20 @@ class Batcher:
             del self._decoding[item]
         return leaving
 
+    def _room(self) -> int:
+        """Inputs the running decode can still take."""
+        return self.config.max_batch_size - sum(len(r) for r in self._decoding.values())
+
     def _take_joining(self) -> list[_Pending]:
         """Oldest queued parts first, while the running decode has room for them."""
-        room = self.config.max_batch_size - sum(len(r) for r in self._decoding.values())
+        room = self._room()
         joining, now = [], time.monotonic()
         while self._pending and len(self._pending[0].inputs) <= room:
             item = self._pending.popleft()
             room -= len(item.inputs)
             joining.append(item)
             self._decoding[item] = [None] * len(item.inputs)
+            item.started = now
             metrics.QUEUE_WAIT_SECONDS.labels(self.model).observe(now - item.enqueued)
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
         return joining
@@ -348,8 +376,9 @@ class Batcher:
         self._decoder.leave(leaving)
         self._decoder.join([(item, item.key, item.inputs) for item in joining])
         until = time.monotonic() + 0.1
+        budget = self.config.max_join_delay_ms / 1000
         while self._decoder.rows:
-            finished = self._decoder.step()
+            finished = self._decoder.step(0.0 if self._wake.is_set() else budget)
             if finished or self._wake.is_set() or time.monotonic() > until:
                 return finished
         return []

@@ -2,16 +2,19 @@
 
     python -m serving.bench exports --model translate-en-fr --output bench
 
-Starts `python -m serving` on free localhost ports with the given export base,
-then, with beam 4 on real held-out sentences (the Bible test books):
+With beam 4 on real held-out sentences (the Bible test books), it first decodes
+in-process (offline) at batch size 1, 4, 16, 64, then starts `python -m serving`
+on free localhost ports once per scheduling policy (step, request) and measures:
   1. closed-loop load at 1, 4, 16 and 64 concurrent clients: throughput
-     (sentences/s, target tokens/s) and latency p50/p95/p99;
-  2. the same export called in-process at batch size = concurrency (offline),
-     and the ratio server/offline: what serving costs on top of the model;
+     (sentences/s, target tokens/s), latency p50/p95/p99, and the ratio
+     server/offline at batch size = clients: what serving costs on top of the model;
+  2. a mixed-length workload: the shortest and the longest quarter of the
+     sentences, interleaved, from 16 clients: p99 latency of the short and of the
+     long requests, and total throughput;
   3. overload: open-loop arrivals at 4x the saturated rate, each with a deadline;
      counts what met its deadline, what was refused (and how fast), and checks
      that every request got an answer (nothing lost or hung).
-Every loop is bounded in requests and seconds. Prints a table and writes
+Every loop is bounded in requests and seconds. Prints tables and writes
 OUTPUT.json and OUTPUT.png.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 import grpc
 
 from protos.recur.v1 import recur_pb2
+from serving.batcher import SCHEDULING
 from serving.client import RecurClient
 from serving.process import ServerProcess  # the same harness the tests use
 
@@ -45,9 +49,12 @@ def request(model: str, text: str, beam: int) -> recur_pb2.TranslateRequest:
 
 
 def closed_loop(target: str, model: str, sources: list[str], clients: int, total: int,
-                beam: int) -> dict:
-    """`clients` threads each send one sentence at a time until `total` are answered."""
-    latencies: list[float] = []
+                beam: int, labels: list[str] | None = None) -> dict:
+    """`clients` threads each send one sentence at a time until `total` are answered.
+
+    With `labels` (one per source), latency percentiles are also reported per label.
+    """
+    latencies: list[tuple[str, float]] = []
     tokens = [0]
     errors: list[str] = []
     counter = iter(range(total))
@@ -67,8 +74,9 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
                 except grpc.RpcError as error:
                     errors.append(error.code().name)
                     continue
+                label = labels[i % len(sources)] if labels else "all"
                 with lock:
-                    latencies.append(time.perf_counter() - started)
+                    latencies.append((label, time.perf_counter() - started))
                     tokens[0] += response.results[0].hypotheses[0].num_tokens
 
     started = time.perf_counter()
@@ -76,12 +84,27 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
         for _ in range(clients):
             pool.submit(client_loop)
     seconds = time.perf_counter() - started
-    return {"clients": clients, "requests": total, "errors": len(errors),
-            "sentences_per_second": round(len(latencies) / seconds, 2),
-            "target_tokens_per_second": round(tokens[0] / seconds, 1),
-            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
-            "p95_ms": round(percentile(latencies, 95) * 1000, 1),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 1)}
+    result = {"clients": clients, "requests": total, "errors": len(errors),
+              "sentences_per_second": round(len(latencies) / seconds, 2),
+              "target_tokens_per_second": round(tokens[0] / seconds, 1),
+              **latency_summary([s for _, s in latencies])}
+    for label in sorted(set(labels or [])):
+        result[label] = latency_summary([s for name, s in latencies if name == label])
+    return result
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    return {f"p{q}_ms": round(percentile(seconds, q) * 1000, 1) if seconds else None
+            for q in (50, 95, 99)}
+
+
+def mixed_workload(sources: list[str]) -> tuple[list[str], list[str]]:
+    """The shortest and the longest quarter of `sources` (by words), interleaved."""
+    ordered = sorted(sources, key=lambda s: len(s.split()))
+    quarter = max(1, len(ordered) // 4)
+    short, long = ordered[:quarter], ordered[-quarter:]
+    mixed = [s for pair in zip(short, long, strict=True) for s in pair]
+    return mixed, ["short", "long"] * quarter
 
 
 def overload(target: str, model: str, sources: list[str], rate: float, seconds: float,
@@ -133,22 +156,77 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = results["concurrency"]
-    clients = [r["clients"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(clients, [r["sentences_per_second"] for r in rows], "o-", label="server")
-    left.plot(clients, [r["offline_sentences_per_second"] for r in rows], "s--",
-              label="in-process, batch = clients")
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    offline = results["offline"]
+    for scheduling, run in results["runs"].items():
+        rows = run["concurrency"]
+        clients = [r["clients"] for r in rows]
+        left.plot(clients, [r["sentences_per_second"] for r in rows], "o-",
+                  label=f"server, {scheduling} scheduling")
+        middle.plot(clients, [r["p99_ms"] for r in rows], "o-", label=f"p99, {scheduling}")
+        middle.plot(clients, [r["p50_ms"] for r in rows], ".:", label=f"p50, {scheduling}")
+    left.plot([o["batch_size"] for o in offline], [o["sentences_per_second"] for o in offline],
+              "s--", label="in-process, batch = clients")
     left.set(xscale="log", xlabel="concurrent clients", ylabel="sentences/s",
-             title="Throughput, beam 4")
-    left.legend()
-    for q in ("p50_ms", "p95_ms", "p99_ms"):
-        right.plot(clients, [r[q] for r in rows], "o-", label=q.split("_")[0])
-    right.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms",
-              title="Request latency")
-    right.legend()
+             title=f"Throughput, beam {results['beam_width']}")
+    left.legend(fontsize=8)
+    middle.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms",
+               title="Request latency")
+    middle.legend(fontsize=8)
+    names = list(results["runs"])
+    mixed = [results["runs"][n]["mixed"] for n in names]
+    x = range(len(names))
+    right.bar([i - 0.2 for i in x], [m["short"]["p99_ms"] for m in mixed], 0.4,
+              label="short sources, p99")
+    right.bar([i + 0.2 for i in x], [m["long"]["p99_ms"] for m in mixed], 0.4,
+              label="long sources, p99")
+    right.set_xticks(list(x), [f"{n}\n{m['sentences_per_second']} sent/s"
+                               for n, m in zip(names, mixed, strict=True)])
+    right.set(ylabel="ms", title=f"Mixed lengths, {mixed[0]['clients']} clients")
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def print_row(name: str, row: dict) -> None:
+    print(f"{name:>16} {row['sentences_per_second']:>8} {row['target_tokens_per_second']:>8} "
+          f"{row['p50_ms']:>8} {row['p95_ms']:>8} {row['p99_ms']:>8}"
+          + (f" {row['server_over_offline']:>15}" if "server_over_offline" in row else ""))
+
+
+def bench_server(args, scheduling: str, sources: list[str], offline: dict[int, dict]) -> dict:
+    """Every load against one server process with `scheduling`."""
+    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0", "--scheduling",
+                           scheduling, *args.server_args.split())
+    server.wait_until_serving()
+    run: dict = {"concurrency": []}
+    print(f"\n{scheduling} scheduling\n{'':>16} {'sent/s':>8} {'tok/s':>8} {'p50 ms':>8} "
+          f"{'p95 ms':>8} {'p99 ms':>8} {'server/offline':>15}")
+    try:
+        for clients in args.concurrency:
+            total = max(64, clients * args.requests_per_client)
+            row = closed_loop(server.target, args.model, sources, clients, total,
+                              args.beam_width)
+            row["offline_sentences_per_second"] = offline[clients]["sentences_per_second"]
+            row["server_over_offline"] = round(
+                row["sentences_per_second"] / row["offline_sentences_per_second"], 3)
+            run["concurrency"].append(row)
+            print_row(f"{clients} clients", row)
+        mixed, labels = mixed_workload(sources)
+        run["mixed"] = closed_loop(server.target, args.model, mixed, args.mixed_clients,
+                                   args.mixed_requests, args.beam_width, labels)
+        print_row(f"mixed, {args.mixed_clients} cl.", run["mixed"])
+        for label in ("short", "long"):
+            print(f"{label:>16} {'':>17} " + " ".join(
+                f"{run['mixed'][label][q]:>8}" for q in ("p50_ms", "p95_ms", "p99_ms")))
+        saturated = max(r["sentences_per_second"] for r in run["concurrency"])
+        run["overload"] = overload(server.target, args.model, sources,
+                                   saturated * args.overload_factor, args.overload_seconds,
+                                   args.deadline, args.beam_width)
+        print("overload:", json.dumps(run["overload"]))
+    finally:
+        run["server_exit_code"] = server.stop()
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +234,20 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
     parser.add_argument("--model", default="translate-en-fr", help="(default: %(default)s)")
+    parser.add_argument("--scheduling", nargs="+", default=list(SCHEDULING),
+                        choices=SCHEDULING,
+                        help="server scheduling policies to measure, one server each "
+                             "(default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64],
                         help="(default: %(default)s)")
     parser.add_argument("--requests-per-client", type=int, default=8,
                         help="closed-loop requests per client, at least 64 per level "
+                             "(default: %(default)s)")
+    parser.add_argument("--mixed-clients", type=int, default=16,
+                        help="concurrent clients of the mixed-length workload "
+                             "(default: %(default)s)")
+    parser.add_argument("--mixed-requests", type=int, default=256,
+                        help="requests of the mixed-length workload, half short, half long "
                              "(default: %(default)s)")
     parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
     parser.add_argument("--overload-factor", type=float, default=4.0,
@@ -183,42 +271,23 @@ def main(argv: list[str] | None = None) -> int:
     version = max(int(p.name) for p in export.iterdir() if p.name.isdigit())
     metadata = json.loads((export / str(version) / "recur.json").read_text())
     sources = load_sources("", metadata.get("source_language", "en"), 1024)
-    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
-                           *args.server_args.split())
-    server.wait_until_serving()
+    signature = tf.saved_model.load(str(export / str(version))).signatures["translate"]
+    key = DecodeKey(args.beam_width, 1, 0.6, int(metadata["max_length"]),
+                    float(metadata.get("max_length_ratio", 2.0)))
+    offline = {}
+    for clients in args.concurrency:
+        total = max(64, clients * args.requests_per_client)
+        offline[clients] = measure(signature, sources[:total], clients, key)
+        print(f"in-process, batch {clients}: {offline[clients]['sentences_per_second']} "
+              "sentences/s")
     results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
-                     "cpu_cores": os.cpu_count(), "concurrency": []}
-    try:
-        signature = tf.saved_model.load(str(export / str(version))).signatures["translate"]
-        key = DecodeKey(args.beam_width, 1, 0.6, int(metadata["max_length"]),
-                        float(metadata.get("max_length_ratio", 2.0)))
-        print(f"{'clients':>7} {'sent/s':>8} {'tok/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-              f"{'p99 ms':>8} {'offline sent/s':>15} {'server/offline':>15}")
-        for clients in args.concurrency:
-            total = max(64, clients * args.requests_per_client)
-            row = closed_loop(server.target, args.model, sources, clients, total,
-                              args.beam_width)
-            offline = measure(signature, sources[:total], clients, key)
-            row["offline_sentences_per_second"] = offline["sentences_per_second"]
-            row["server_over_offline"] = round(
-                row["sentences_per_second"] / offline["sentences_per_second"], 3)
-            results["concurrency"].append(row)
-            print(f"{clients:>7} {row['sentences_per_second']:>8} "
-                  f"{row['target_tokens_per_second']:>8} {row['p50_ms']:>8} "
-                  f"{row['p95_ms']:>8} {row['p99_ms']:>8} "
-                  f"{row['offline_sentences_per_second']:>15} "
-                  f"{row['server_over_offline']:>15}")
-        saturated = max(r["sentences_per_second"] for r in results["concurrency"])
-        results["overload"] = overload(server.target, args.model, sources,
-                                       saturated * args.overload_factor,
-                                       args.overload_seconds, args.deadline, args.beam_width)
-        print("overload:", json.dumps(results["overload"]))
-    finally:
-        results["server_exit_code"] = server.stop()
+                     "cpu_cores": os.cpu_count(), "offline": list(offline.values()),
+                     "runs": {s: bench_server(args, s, sources, offline)
+                              for s in args.scheduling}}
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, Path(f"{args.output}.png"))
     print(f"wrote {args.output}.json and {args.output}.png")
-    return 0
+    return 0 if all(r["server_exit_code"] == 0 for r in results["runs"].values()) else 1
 
 
 if __name__ == "__main__":

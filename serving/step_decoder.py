@@ -7,21 +7,24 @@ over in-graph: one beam search, two drivers. Hypothesis tensors of different bea
 widths cannot share a batch, so there is one running decode per beam width; every
 other option (length penalty, length limits, hypotheses returned) is per input.
 An RNN decoder's state is a fixed-size tensor per hypothesis, so joining is a
-concatenation and leaving a gather. Not thread-safe: the batcher's worker thread
-is its only caller.
+concatenation and leaving a gather; both happen in one compiled call just before
+the next step. Not thread-safe: the batcher's worker thread is its only caller.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from model.beam_search import Beams, concat_rows, finished_rows, select_rows
+from model.beam_search import Beams, concat_rows, finished_rows, hypotheses_only, select_rows
 from serving import metrics
 from serving.runners import DecodeKey, Hypothesis, hypotheses, padding_ratio
+
+MAX_STEPS_PER_CALL = 64
 
 Finished = tuple[Hashable, int, list[Hypothesis]]
 """(ticket, index of the input in its ticket's list, its n-best list)."""
@@ -37,10 +40,33 @@ class _Row:
 
 @dataclass
 class _Decode:
-    """The running search of one beam width: `beams` row i is input `rows[i]`."""
+    """The running search of one beam width: `beams` row i is input `rows[i]`, or a
+    row to drop (None: ended or left) at the next step; `joining` waits to be added."""
 
-    beams: Beams
-    rows: list[_Row]
+    beams: Beams | None = None
+    rows: list[_Row | None] = field(default_factory=list)
+    joining: Beams | None = None
+    joining_rows: list[_Row] = field(default_factory=list)
+
+    @property
+    def live(self) -> int:
+        return sum(row is not None for row in self.rows) + len(self.joining_rows)
+
+
+def _traced_once(function):
+    """The one concrete function of a restored tf.function. Calling it directly matters:
+    the restored function would trace a new wrapper for every new input shape (every
+    new number of inputs, source length...), slowly and without bound."""
+    (concrete,) = function.concrete_functions
+    return concrete
+
+
+def _regroup(beams: Beams, keep: tf.Tensor, joining: Beams) -> Beams:
+    return concat_rows([select_rows(beams, keep), joining])
+
+
+def _ended(beams: Beams, rows: tf.Tensor) -> Beams:
+    return select_rows(hypotheses_only(beams), rows)
 
 
 class StepDecoder:
@@ -53,10 +79,17 @@ class StepDecoder:
 
     def __init__(self, model: str, saved_model):
         self.model = model
-        self._begin = saved_model.begin
-        self._advance = saved_model.advance
-        self._finish = saved_model.finish
+        self._begin, self._advance, self._finish = (
+            _traced_once(getattr(saved_model, name)) for name in ("begin", "advance", "finish"))
+        # Row bookkeeping as single compiled calls (dozens of eager ops otherwise),
+        # for any number of inputs and any lengths.
+        spec = Beams(*self._advance.structured_input_signature[0][0])
+        rows = tf.TensorSpec([None], tf.int32)
+        self._select = tf.function(select_rows).get_concrete_function(spec, rows)
+        self._regroup = tf.function(_regroup).get_concrete_function(spec, rows, spec)
+        self._ended = tf.function(_ended).get_concrete_function(spec, rows)
         self._decodes: dict[int, _Decode] = {}
+        self._seconds_per_step: dict[int, float] = {}  # per beam width, moving average
 
     @staticmethod
     def supports(saved_model) -> bool:
@@ -65,12 +98,12 @@ class StepDecoder:
 
     @property
     def rows(self) -> int:
-        """Inputs decoding now."""
-        return sum(len(d.rows) for d in self._decodes.values())
+        """Inputs decoding or about to."""
+        return sum(d.live for d in self._decodes.values())
 
     def join(self, entries: Sequence[tuple[Hashable, DecodeKey, list[str]]]) -> None:
-        """Encodes new inputs and adds them to the running decode of their beam width;
-        they take their first step at the next `step`."""
+        """Encodes new inputs; they join the running decode of their beam width and take
+        their first step at the next `step`."""
         by_width: dict[int, list[tuple[Hashable, DecodeKey, int, str]]] = {}
         for ticket, key, texts in entries:
             by_width.setdefault(key.beam_width, []).extend(
@@ -83,53 +116,79 @@ class StepDecoder:
                 length_penalty=tf.constant([k.length_penalty for k in keys], tf.float32),
                 max_length=tf.constant([k.max_length for k in keys], tf.int32),
                 max_length_ratio=tf.constant([k.max_length_ratio for k in keys], tf.float32))
-            rows = [_Row(ticket, index, key.num_hypotheses, n) for (ticket, key, index, _), n
-                    in zip(inputs, source_tokens.numpy().tolist(), strict=True)]
+            decode = self._decodes.setdefault(width, _Decode())
             beams = Beams(*beams)
-            running = self._decodes.get(width)
-            if running is None:
-                self._decodes[width] = _Decode(beams, rows)
-            else:
-                running.beams = concat_rows([running.beams, beams])
-                running.rows += rows
+            decode.joining = beams if decode.joining is None else concat_rows(
+                [decode.joining, beams])
+            decode.joining_rows += [
+                _Row(ticket, index, key.num_hypotheses, n) for (ticket, key, index, _), n
+                in zip(inputs, source_tokens.numpy().tolist(), strict=True)]
 
     def leave(self, tickets: set[Hashable]) -> None:
-        """Drops the inputs of `tickets` (cancelled, or past their deadline) at once."""
-        for width, running in list(self._decodes.items()):
-            keep = [i for i, row in enumerate(running.rows) if row.ticket not in tickets]
-            if len(keep) < len(running.rows):
-                self._keep(width, running, keep)
+        """Drops the inputs of `tickets` (cancelled, or past their deadline)."""
+        for decode in self._decodes.values():
+            decode.rows = [None if row and row.ticket in tickets else row
+                           for row in decode.rows]
+            kept = [row for row in decode.joining_rows if row.ticket not in tickets]
+            if len(kept) < len(decode.joining_rows):
+                keep = [i for i, row in enumerate(decode.joining_rows) if row.ticket not in tickets]
+                decode.joining = self._select(decode.joining, tf.constant(keep, tf.int32))
+                decode.joining_rows = kept
 
-    def step(self) -> list[Finished]:
-        """Advances every running input by one token; returns the inputs that ended."""
+    def step(self, max_seconds: float = 0.0) -> list[Finished]:
+        """Advances every running input by at least one token and returns those that
+        ended. Each decode takes as many steps in one call as fit in `max_seconds` at its
+        measured pace (fewer if an input ends first): the per-call overhead matters at
+        small batches, where a step takes about a millisecond."""
         finished: list[Finished] = []
-        for width, running in list(self._decodes.items()):
-            source = [row.source_tokens for row in running.rows]
+        for width, decode in list(self._decodes.items()):
+            if not self._regrouped(width, decode):
+                continue
+            source = [row.source_tokens for row in decode.rows]
             metrics.BATCH_SIZE.labels(self.model).observe(len(source))
             metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
-            running.beams = Beams(*self._advance(running.beams))
-            done = finished_rows(running.beams).numpy()
-            if not done.any():
-                continue
-            ended = np.flatnonzero(done)
-            beams = select_rows(running.beams, tf.constant(ended, tf.int32))
-            rows = [running.rows[i] for i in ended]
-            n = max(row.num_hypotheses for row in rows)
-            results = hypotheses(self._finish(beams, tf.constant(n, tf.int32)))
-            for row, steps, nbest in zip(rows, beams.step.numpy(), results, strict=True):
-                metrics.DECODE_STEPS.labels(self.model).observe(int(steps))
-                finished.append((row.ticket, row.index, nbest[:row.num_hypotheses]))
-            self._keep(width, running, np.flatnonzero(~done).tolist())
+            pace = self._seconds_per_step.get(width)
+            steps = max(1, min(MAX_STEPS_PER_CALL, int(max_seconds / pace))) if pace else 1
+            started = time.perf_counter()
+            beams, taken = self._advance(decode.beams, tf.constant(steps, tf.int32))
+            decode.beams = Beams(*beams)
+            done = finished_rows(decode.beams).numpy()
+            seconds = (time.perf_counter() - started) / max(int(taken), 1)
+            self._seconds_per_step[width] = seconds if pace is None else 0.7 * pace + 0.3 * seconds
+            if done.any():
+                finished += self._finished(decode, np.flatnonzero(done))
         return finished
 
     def reset(self) -> None:
         """Forgets every running input (after a failed step)."""
         self._decodes.clear()
 
-    def _keep(self, width: int, running: _Decode, keep: list[int]) -> None:
-        if not keep:
+    def _regrouped(self, width: int, decode: _Decode) -> bool:
+        """Drops ended and departed rows and adds joining ones; False if none is left."""
+        keep = [i for i, row in enumerate(decode.rows) if row is not None]
+        if not keep and not decode.joining_rows:
             del self._decodes[width]
-            return
-        running.beams = select_rows(running.beams, tf.constant(keep, tf.int32))
-        running.rows = [running.rows[i] for i in keep]
+            return False
+        keep_ids = tf.constant(keep, tf.int32)
+        if decode.beams is None:
+            decode.beams = decode.joining
+        elif decode.joining is not None:
+            decode.beams = self._regroup(decode.beams, keep_ids, decode.joining)
+        elif len(keep) < len(decode.rows):
+            decode.beams = self._select(decode.beams, keep_ids)
+        decode.rows = [decode.rows[i] for i in keep] + decode.joining_rows
+        decode.joining, decode.joining_rows = None, []
+        return True
 
+    def _finished(self, decode: _Decode, ended: np.ndarray) -> list[Finished]:
+        """Finalizes the rows `ended` and marks them to drop."""
+        beams = self._ended(decode.beams, tf.constant(ended, tf.int32))
+        rows = [decode.rows[i] for i in ended]
+        n = max(row.num_hypotheses for row in rows)
+        results = hypotheses(self._finish(beams, tf.constant(n, tf.int32)))
+        finished = []
+        for i, row, steps, nbest in zip(ended, rows, beams.step.numpy(), results, strict=True):
+            metrics.DECODE_STEPS.labels(self.model).observe(int(steps))
+            finished.append((row.ticket, row.index, nbest[:row.num_hypotheses]))
+            decode.rows[i] = None
+        return finished

@@ -210,7 +210,7 @@ class Stepper:
     def leave(self, tickets):
         self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
 
-    def step(self):
+    def step(self, max_seconds=0.0):
         time.sleep(self.step_seconds)
         self.steps.append(sorted(text for _, text in self.running.values()))
         finished = []
@@ -287,10 +287,10 @@ def test_a_cancelled_or_expired_request_leaves_the_running_decode():
 
 def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on():
     class Exploding(Stepper):
-        def step(self):
+        def step(self, max_seconds=0.0):
             if any(text == "x666" for _, text in self.running.values()):
                 raise ValueError("model exploded")
-            return super().step()
+            return super().step(max_seconds)
 
     async def main():
         batcher = await stepping(Exploding(), batch_timeout_ms=1)

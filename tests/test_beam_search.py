@@ -32,7 +32,9 @@ class Bigram:
         return (), tf.constant(self.biases[inputs])
 
     def step(self, tokens, state, bias):
-        return tf.nn.log_softmax(tf.gather(tf.constant(self.table), tokens) + bias), state
+        per_hypothesis = tf.repeat(bias, tf.shape(tokens)[0] // tf.shape(bias)[0], axis=0)
+        return tf.nn.log_softmax(tf.gather(tf.constant(self.table), tokens) + per_hypothesis), \
+            state
 
     def next_log_probs(self, index, prefix) -> np.ndarray:
         logits = self.table[prefix[-1] if prefix else BOS_ID] + self.biases[index]
@@ -172,10 +174,9 @@ def test_finished_hypotheses_stop_the_loop_early(beam, steps):
 
 def test_beam_search_compiles_with_xla():
     bigram = Bigram()
-    table = tf.constant(bigram.table)
 
     def step(tokens, state, bias):
-        return tf.nn.log_softmax(tf.gather(table, tokens) + bias), state
+        return bigram.step(tokens, state, bias)
 
     @tf.function(jit_compile=True)
     def compiled_search(biases, beam, n, alpha, limits):

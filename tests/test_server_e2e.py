@@ -97,9 +97,10 @@ def test_concurrent_requests_share_batches(any_server, scheduling):
     if scheduling == "request":  # one observation per batch, of its inputs
         assert increase("recur_batch_size_sum") == 24
         assert increase("recur_decode_steps_count") == calls
-    else:  # one observation per step, of the inputs decoding; decode steps per input
+    else:  # one observation per model call (one or more steps) of the inputs decoding,
+        # and one per input of the steps it took
         assert increase("recur_decode_steps_count") == 24
-        assert increase("recur_batch_size_sum") == increase("recur_decode_steps_sum")
+        assert 24 <= increase("recur_batch_size_sum") <= increase("recur_decode_steps_sum")
 
 
 def test_health_reflection_and_model_listing(server):
