@@ -5,6 +5,8 @@ Requests queue with a key (their decode options). Two scheduling policies:
 - request: the batcher takes the oldest live request, waits up to
   `batch_timeout_ms` for more of the same key until `max_batch_size` inputs, and
   runs the batch to completion; requests arriving meanwhile form the next batch.
+  When more are waiting than fit, those closest in input length to the oldest
+  go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
   decode; between steps queued inputs join it (up to `max_batch_size` inputs in
   all, oldest first, any options) and ended inputs leave with their answer, so a
@@ -56,8 +58,9 @@ class BatchingConfig:
                                      "running decode at every step; 'request': each batch "
                                      "runs to completion before the next starts")
     max_batch_size: int = option(64, "most inputs (texts) run through a model at once")
-    batch_timeout_ms: float = option(5.0, "how long the oldest request waits for others "
-                                          "to share its batch")
+    batch_timeout_ms: float = option(5.0, "request scheduling: how long the oldest request "
+                                          "waits for others to share its batch (step "
+                                          "scheduling starts at once; others join later)")
     max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
                                             "goes on before new requests may join (more "
                                             "steps per model call, less overhead)")
@@ -96,10 +99,13 @@ class Batcher:
       run_batch: runs a request-level batch.
       config: `config.scheduling` 'step' needs `decoder`.
       decoder: the model's step-level driver, if it has one.
+      input_length: size of one input, to batch similar sizes together (request
+        scheduling); characters of a text by default.
     """
 
     def __init__(self, model: str, run_batch: RunBatch, config: BatchingConfig,
-                 decoder: StepDecoder | None = None):
+                 decoder: StepDecoder | None = None,
+                 input_length: Callable[[Any], int] = len):
         if config.scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {SCHEDULING}, got {config.scheduling!r}")
         if config.scheduling == "step" and decoder is None:
@@ -107,6 +113,7 @@ class Batcher:
         self.model = model
         self.config = config
         self._run_batch = run_batch
+        self._input_length = input_length
         self._decoder = decoder if config.scheduling == "step" else None
         self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
         self._wake = threading.Event()  # step mode: stop stepping, there is news
@@ -206,15 +213,22 @@ class Batcher:
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
 
     def _take_batch(self, key: Hashable) -> list[_Pending]:
-        """Removes the oldest requests of `key`, up to max_batch_size inputs."""
-        batch, count, rest = [], 0, collections.deque()
-        for item in self._pending:
-            if item.key == key and count + len(item.inputs) <= self.config.max_batch_size:
-                batch.append(item)
+        """Removes the oldest request of `key` and, up to max_batch_size inputs, those of
+        `key` closest to it in input length (so that padding stays small)."""
+        same = [item for item in self._pending if item.key == key]
+
+        def length(item: _Pending) -> float:
+            return sum(map(self._input_length, item.inputs)) / len(item.inputs)
+
+        target = length(same[0])
+        chosen, count = set(), 0
+        # sorted() is stable: among equally close requests the older goes first
+        for item in [same[0], *sorted(same[1:], key=lambda i: abs(length(i) - target))]:
+            if count + len(item.inputs) <= self.config.max_batch_size:
+                chosen.add(item)
                 count += len(item.inputs)
-            else:
-                rest.append(item)
-        self._pending = rest
+        batch = [item for item in self._pending if item in chosen]
+        self._pending = collections.deque(i for i in self._pending if i not in chosen)
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
         return batch
 
@@ -302,9 +316,6 @@ class Batcher:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if not self._decoding:  # idle: let a burst gather so it joins in one call
-                await asyncio.sleep(self.config.batch_timeout_ms / 1000)
-                self._prune(time.monotonic())
             joining = self._take_joining()
             self._running = True
             started = time.monotonic()

@@ -301,3 +301,27 @@ def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on():
         return after
 
     assert run(main()) == ["x2 done"]
+
+
+def test_request_batches_group_inputs_of_similar_length():
+    """When more requests wait than fit, the oldest goes with those closest to it in
+    length; the others form the next batch (padding stays small)."""
+    async def main():
+        model = Model()
+        model.gate.clear()  # hold the first batch so that the rest queue up
+        batcher = await started(model, max_batch_size=3, batch_timeout_ms=1)
+        first = asyncio.create_task(batcher.submit("k", ["hold"]))
+        await asyncio.sleep(0.05)
+        texts = ["a", "b" * 40, "c", "d" * 41, "e" * 2, "f" * 39]
+        tasks = [asyncio.create_task(batcher.submit("k", [t])) for t in texts]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        results = await asyncio.gather(first, *tasks)
+        await batcher.close()
+        return model, results
+
+    model, results = run(main())
+    assert [r[0] for r in results[1:]] == [f"k:{t.upper()}" for t in
+                                           ["a", "b" * 40, "c", "d" * 41, "e" * 2, "f" * 39]]
+    assert [sorted(len(x) for x in batch) for _, batch in model.batches[1:]] == [
+        [1, 1, 2], [39, 40, 41]]

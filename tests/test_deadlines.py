@@ -19,9 +19,10 @@ MODEL = "toy-en-fr"
 
 def test_expired_and_cancelled_requests_cost_no_inference(tiny_export):
     _, base = tiny_export
-    # Batches wait 2 s to fill, so a request with a shorter deadline expires in the queue.
-    server = ServerProcess(base, "--poll-seconds", "0", "--batch-timeout-ms", "2000",
-                           "--max-batch-size", "256")
+    # Request-level batches wait 2 s to fill, so a request with a shorter deadline expires
+    # in the queue. (Step scheduling starts at once; its queue is covered in test_batcher.)
+    server = ServerProcess(base, "--poll-seconds", "0", "--scheduling", "request",
+                           "--batch-timeout-ms", "2000", "--max-batch-size", "256")
     server.wait_until_serving()
     try:
         before = scrape(server.metrics_url)
