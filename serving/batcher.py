@@ -214,16 +214,21 @@ class Batcher:
 
     def _take_batch(self, key: Hashable) -> list[_Pending]:
         """Removes the oldest request of `key` and, up to max_batch_size inputs, those of
-        `key` closest to it in input length (so that padding stays small)."""
+        `key` whose deadline is near, then those closest to it in input length (so that
+        padding stays small)."""
         same = [item for item in self._pending if item.key == key]
 
         def length(item: _Pending) -> float:
             return sum(map(self._input_length, item.inputs)) / len(item.inputs)
 
+        # Requests that cannot wait for another batch go first, whatever their length.
+        soon = time.monotonic() + 2 * self._service_seconds()
+        urgent = [i for i in same[1:] if i.deadline is not None and i.deadline < soon]
+        others = [i for i in same[1:] if i.deadline is None or i.deadline >= soon]
         target = length(same[0])
         chosen, count = set(), 0
         # sorted() is stable: among equally close requests the older goes first
-        for item in [same[0], *sorted(same[1:], key=lambda i: abs(length(i) - target))]:
+        for item in [same[0], *urgent, *sorted(others, key=lambda i: abs(length(i) - target))]:
             if count + len(item.inputs) <= self.config.max_batch_size:
                 chosen.add(item)
                 count += len(item.inputs)
@@ -253,6 +258,7 @@ class Batcher:
             self._measured = [0, 0.0]
 
     async def _request_loop(self) -> None:
+        busy_since = None  # end of the previous batch, while requests keep waiting
         while not self._stopped:
             self._prune(time.monotonic())
             if not self._pending:
@@ -272,10 +278,16 @@ class Batcher:
             self._prune(time.monotonic())
             if self._pending and not self._stopped:
                 self._running = True
+                batch = self._take_batch(self._pending[0].key)
+                busy_since = busy_since or time.monotonic()
                 try:
-                    await self._run(self._take_batch(self._pending[0].key))
+                    await self._run(batch)
                 finally:
                     self._running = False
+                # Wall time, with the loop's own work between batches (see _step_loop).
+                ended = time.monotonic()
+                self._observe_throughput(sum(len(i.inputs) for i in batch), ended - busy_since)
+                busy_since = ended if self._pending else None
 
     async def _run(self, batch: list[_Pending]) -> None:
         now = time.monotonic()
@@ -298,7 +310,6 @@ class Batcher:
         finally:
             seconds = time.monotonic() - now
             metrics.INFERENCE_SECONDS.labels(self.model).observe(seconds)
-            self._observe_throughput(len(inputs), seconds)
             self._served.append(seconds)
         offset = 0
         for item in batch:

@@ -325,3 +325,29 @@ def test_request_batches_group_inputs_of_similar_length():
                                            ["a", "b" * 40, "c", "d" * 41, "e" * 2, "f" * 39]]
     assert [sorted(len(x) for x in batch) for _, batch in model.batches[1:]] == [
         [1, 1, 2], [39, 40, 41]]
+
+
+def test_a_request_near_its_deadline_is_not_left_behind_for_its_length():
+    async def main():
+        model = Model()
+        batcher = await started(model, max_batch_size=2, batch_timeout_ms=1)
+        model.gate.clear()
+        first = asyncio.create_task(batcher.submit("k", ["hold"]))
+        await asyncio.sleep(0.2)  # a batch takes 0.2 s: that is the service time now
+        model.gate.set()
+        await first
+        model.gate.clear()
+        second = asyncio.create_task(batcher.submit("k", ["hold"]))
+        await asyncio.sleep(0.05)
+        tasks = [asyncio.create_task(batcher.submit("k", ["a"])),
+                 asyncio.create_task(batcher.submit("k", ["b" * 40],
+                                                    deadline=time.monotonic() + 0.8)),
+                 asyncio.create_task(batcher.submit("k", ["c"]))]
+        await asyncio.sleep(0.5)  # "b" is due before a batch after next could end
+        model.gate.set()
+        await asyncio.gather(second, *tasks)
+        await batcher.close()
+        return model
+
+    model = run(main())
+    assert [sorted(batch) for _, batch in model.batches[2:]] == [["a", "b" * 40], ["c"]]
