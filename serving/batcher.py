@@ -21,7 +21,8 @@ any compute is spent on it.
 Admission: a request is refused at once (QueueFull) when the queue is full, or
 when it would likely miss its deadline: the inputs queued ahead of it at the
 model's recent throughput (measured in wall time), plus a recent slow decode
-(95th percentile), must fit in 90% of its remaining time. Better a fast refusal
+(95th percentile; one more batch if a request-level batch may pass it over for
+its length), must fit in 80% of its remaining time. Better a fast refusal
 the client can retry elsewhere than a slow DEADLINE_EXCEEDED after the queue
 slot was spent.
 """
@@ -49,7 +50,7 @@ RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 
 
 SCHEDULING = ("step", "request")
-ADMISSION_MARGIN = 0.1  # share of a request's remaining time kept in reserve at admission
+ADMISSION_MARGIN = 0.2  # share of a request's remaining time kept in reserve at admission
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,11 @@ class Batcher:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
         if deadline is not None and self._inputs_per_second:
-            # queued inputs ahead of it, then its own decode (a recent slow one)
-            wait = (queued + len(inputs)) / self._inputs_per_second + self._service_seconds()
+            # queued inputs ahead of it, then its own decode (a recent slow one); request
+            # batches may take a closer-length request before it: one more batch
+            batches = 1 + (self._decoder is None and queued >= self.config.max_batch_size)
+            wait = ((queued + len(inputs)) / self._inputs_per_second
+                    + batches * self._service_seconds())
             if wait > (1 - ADMISSION_MARGIN) * (deadline - time.monotonic()):
                 raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
                                 "after the request's deadline; retry later or elsewhere")
@@ -215,8 +219,12 @@ class Batcher:
     def _take_batch(self, key: Hashable) -> list[_Pending]:
         """Removes the oldest request of `key` and, up to max_batch_size inputs, those of
         `key` whose deadline is near, then those closest to it in input length (so that
-        padding stays small)."""
-        same = [item for item in self._pending if item.key == key]
+        padding stays small), among the next 2 * max_batch_size inputs of `key`."""
+        same, ahead = [], 0
+        for item in self._pending:  # a window: nothing is overtaken by more than a batch
+            if item.key == key and ahead < 2 * self.config.max_batch_size:
+                same.append(item)
+                ahead += len(item.inputs)
 
         def length(item: _Pending) -> float:
             return sum(map(self._input_length, item.inputs)) / len(item.inputs)
