@@ -158,15 +158,17 @@ def plot(results: dict, path: Path) -> None:
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
     offline = results["offline"]
-    for scheduling, run in results["runs"].items():
+    for (scheduling, run), color in zip(results["runs"].items(), ("C0", "C1"), strict=False):
         rows = run["concurrency"]
         clients = [r["clients"] for r in rows]
-        left.plot(clients, [r["sentences_per_second"] for r in rows], "o-",
+        left.plot(clients, [r["sentences_per_second"] for r in rows], "o-", color=color,
                   label=f"server, {scheduling} scheduling")
-        middle.plot(clients, [r["p99_ms"] for r in rows], "o-", label=f"p99, {scheduling}")
-        middle.plot(clients, [r["p50_ms"] for r in rows], ".:", label=f"p50, {scheduling}")
+        middle.plot(clients, [r["p99_ms"] for r in rows], "o-", color=color,
+                    label=f"p99, {scheduling}")
+        middle.plot(clients, [r["p50_ms"] for r in rows], ".:", color=color,
+                    label=f"p50, {scheduling}")
     left.plot([o["batch_size"] for o in offline], [o["sentences_per_second"] for o in offline],
-              "s--", label="in-process, batch = clients")
+              "s--", color="C2", label="in-process, batch = clients")
     left.set(xscale="log", xlabel="concurrent clients", ylabel="sentences/s",
              title=f"Throughput, beam {results['beam_width']}")
     left.legend(fontsize=8)
@@ -177,9 +179,9 @@ def plot(results: dict, path: Path) -> None:
     mixed = [results["runs"][n]["mixed"] for n in names]
     x = range(len(names))
     right.bar([i - 0.2 for i in x], [m["short"]["p99_ms"] for m in mixed], 0.4,
-              label="short sources, p99")
+              color="C4", label="short sources, p99")
     right.bar([i + 0.2 for i in x], [m["long"]["p99_ms"] for m in mixed], 0.4,
-              label="long sources, p99")
+              color="C5", label="long sources, p99")
     right.set_xticks(list(x), [f"{n}\n{m['sentences_per_second']} sent/s"
                                for n, m in zip(names, mixed, strict=True)])
     right.set(ylabel="ms", title=f"Mixed lengths, {mixed[0]['clients']} clients")
