@@ -70,9 +70,11 @@ class ModelEntry:
 
 class ModelRegistry:
     def __init__(self, base_path: Path, batching: BatchingConfig,
-                 on_health: HealthCallback | None = None):
+                 on_health: HealthCallback | None = None,
+                 per_model: dict[str, BatchingConfig] | None = None):
         self.base_path = Path(base_path)
         self.batching = batching
+        self.per_model = per_model or {}  # batching settings of named models
         self.on_health = on_health or (lambda name, serving: None)
         self.models: dict[str, ModelEntry] = {}
         self.loaded = False  # True once the first scan has finished
@@ -158,7 +160,7 @@ class ModelRegistry:
         loaded = await asyncio.to_thread(tf.saved_model.load, str(path))
         signature = loaded.signatures[metadata.get("signature", task)]
         run = functools.partial(RUNNERS[task], signature, model=name)
-        batching, decoder = self.batching, None
+        batching, decoder = self.per_model.get(name, self.batching), None
         if batching.scheduling == "step":
             if StepDecoder.supports(loaded):
                 decoder = StepDecoder(name, loaded)

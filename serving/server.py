@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ from prometheus_client import start_http_server
 
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving.auth import BearerTokenInterceptor, read_tokens
-from serving.batcher import BatchingConfig
+from serving.batcher import SCHEDULING, BatchingConfig
 from serving.config import LimitsConfig, ServerConfig
 from serving.malformed import MalformedRequestInterceptor
 from serving.registry import ModelRegistry
@@ -46,7 +47,8 @@ CONFIGS = (ServerConfig, BatchingConfig, LimitsConfig)
 LIVENESS = "liveness"
 
 
-async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsConfig) -> int:
+async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsConfig,
+                per_model: dict[str, BatchingConfig] | None = None) -> int:
     health_servicer = health.aio.HealthServicer()
     status = {True: health_pb2.HealthCheckResponse.SERVING,
               False: health_pb2.HealthCheckResponse.NOT_SERVING}
@@ -57,7 +59,7 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         updates.add(task)
         task.add_done_callback(updates.discard)
 
-    registry = ModelRegistry(config.model_base_path, batching, on_health)
+    registry = ModelRegistry(config.model_base_path, batching, on_health, per_model)
     interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
     if config.auth_tokens_file:
         interceptors.append(BearerTokenInterceptor(read_tokens(config.auth_tokens_file)))
@@ -155,22 +157,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_configs(args: argparse.Namespace) -> tuple[ServerConfig, BatchingConfig, LimitsConfig]:
-    """Flags > RECUR_* environment variables > --config file > defaults."""
+def load_configs(args: argparse.Namespace) -> tuple[
+        ServerConfig, BatchingConfig, LimitsConfig, dict[str, BatchingConfig]]:
+    """Flags > RECUR_* environment variables > --config file > defaults; then each
+    `[models.NAME]` table of the file overrides batching settings for that model."""
     file_values = tomllib.loads(Path(args.config).read_text()) if args.config else {}
+    per_model = file_values.pop("models", {})
     known = {f for cls in CONFIGS for f in cls.__dataclass_fields__}
     if unknown := sorted(set(file_values) - known):
         raise ValueError(f"{args.config}: unknown settings {unknown}; the settings are the "
                          "flag names with underscores (python -m serving --help)")
-    return tuple(config_from_args(cls, args, env_prefix="RECUR_", file_values=file_values)
-                 for cls in CONFIGS)
+    config, batching, limits = (
+        config_from_args(cls, args, env_prefix="RECUR_", file_values=file_values)
+        for cls in CONFIGS)
+    return config, batching, limits, {
+        name: model_batching(batching, name, values, args.config)
+        for name, values in per_model.items()}
+
+
+def model_batching(defaults: BatchingConfig, name: str, values: dict,
+                   source: str) -> BatchingConfig:
+    """`defaults` with one model's `[models.NAME]` overrides, each checked."""
+    fields = BatchingConfig.__dataclass_fields__
+    if unknown := sorted(set(values) - set(fields)):
+        raise ValueError(f"{source}: [models.{name}] has unknown settings {unknown}; a model "
+                         f"may set {sorted(fields)}")
+    for key, value in values.items():
+        wanted = type(getattr(defaults, key))
+        if not isinstance(value, wanted) and not (wanted is float and isinstance(value, int)):
+            raise ValueError(f"{source}: [models.{name}] {key} = {value!r} is not a valid "
+                             f"{wanted.__name__}")
+    if values.get("scheduling", "step") not in SCHEDULING:
+        raise ValueError(f"{source}: [models.{name}] scheduling must be one of {SCHEDULING}")
+    return dataclasses.replace(defaults, **values)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config, batching, limits = load_configs(args)
+        config, batching, limits, per_model = load_configs(args)
     except (OSError, ValueError, tomllib.TOMLDecodeError) as error:
         parser.error(str(error))
     if limits.max_batch_entries > batching.max_queue_size:
@@ -186,4 +212,4 @@ def main(argv: list[str] | None = None) -> int:
     # The worker thread runs Python between model calls; a shorter GIL switch interval
     # (default 5 ms) keeps the asyncio thread, which answers every RPC, responsive.
     sys.setswitchinterval(0.001)
-    return asyncio.run(serve(config, batching, limits))
+    return asyncio.run(serve(config, batching, limits, per_model))

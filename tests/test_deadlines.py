@@ -17,12 +17,15 @@ pytestmark = pytest.mark.slow
 MODEL = "toy-en-fr"
 
 
-def test_expired_and_cancelled_requests_cost_no_inference(tiny_export):
+def test_expired_and_cancelled_requests_cost_no_inference(tiny_export, tmp_path):
     _, base = tiny_export
     # Request-level batches wait 2 s to fill, so a request with a shorter deadline expires
     # in the queue. (Step scheduling starts at once; its queue is covered in test_batcher.)
-    server = ServerProcess(base, "--poll-seconds", "0", "--scheduling", "request",
-                           "--batch-timeout-ms", "2000", "--max-batch-size", "256")
+    # Set for this model only, through the config file: this checks that path too.
+    config = tmp_path / "recur.toml"
+    config.write_text(f'[models.{MODEL}]\nscheduling = "request"\nbatch_timeout_ms = 2000\n'
+                      "max_batch_size = 256\n")
+    server = ServerProcess(base, "--poll-seconds", "0", "--config", str(config))
     server.wait_until_serving()
     try:
         before = scrape(server.metrics_url)

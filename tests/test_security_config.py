@@ -79,9 +79,9 @@ def test_flags_beat_environment_beat_config_file_beat_defaults(tmp_path, monkeyp
     config = tmp_path / "recur.toml"
     config.write_text("port = 7001\nmax_batch_size = 16\nmetrics_port = 7002\n")
     monkeypatch.setenv("RECUR_PORT", "7101")
-    server, batching, _ = settings(["--config", str(config), "--port", "7201"])
+    server, batching, _, _ = settings(["--config", str(config), "--port", "7201"])
     assert server.port == 7201  # flag
-    server, batching, limits = settings(["--config", str(config)])
+    server, batching, limits, _ = settings(["--config", str(config)])
     assert server.port == 7101  # environment
     assert server.metrics_port == 7002 and batching.max_batch_size == 16  # file
     assert limits.max_beam_width == 16  # default
@@ -97,3 +97,20 @@ def test_bad_settings_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("RECUR_MAX_BATCH_SIZE", "lots")
     with pytest.raises(ValueError, match="RECUR_MAX_BATCH_SIZE='lots' is not a valid int"):
         settings([])
+
+
+def test_a_model_may_have_its_own_batching_settings(tmp_path):
+    config = tmp_path / "recur.toml"
+    config.write_text('max_batch_size = 16\n[models.toy-en-fr]\nscheduling = "request"\n'
+                      "batch_timeout_ms = 2\n")
+    _, batching, _, per_model = settings(["--config", str(config), "--max-queue-size", "99"])
+    assert batching.scheduling == "step"
+    toy = per_model["toy-en-fr"]
+    assert (toy.scheduling, toy.batch_timeout_ms) == ("request", 2)
+    assert (toy.max_batch_size, toy.max_queue_size) == (16, 99)  # the rest as for all
+    for bad, message in [('scheduling = "fast"', "scheduling must be one of"),
+                         ("max_batch_size = 'x'", "max_batch_size = 'x' is not a valid int"),
+                         ("batch_size = 3", r"unknown settings \['batch_size'\]")]:
+        config.write_text(f"[models.toy-en-fr]\n{bad}\n")
+        with pytest.raises(ValueError, match=message):
+            settings(["--config", str(config)])
