@@ -2,15 +2,15 @@
 
 tokenize -> encode -> beam search -> detokenize, as a `tf.Module` whose
 `translate` function becomes the SavedModel's `translate` signature. The same
-search is also exported in three parts (begin, advance, finish) for serving's
-step scheduler, which lets inputs join and leave a running decode.
+search is also exported in two parts (begin, advance) for serving's step
+scheduler, which lets inputs join and leave a running decode.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from model.beam_search import Beams, BeamSearch, hypotheses_only
+from model.beam_search import Beams, BeamSearch, finished_rows, hypotheses_only, select_rows
 from model.export import portable_kernels
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
@@ -55,7 +55,6 @@ class Translator(tf.Module):
         # Traced for any batch, time and source length in `save`, where the specs of
         # the model's state are known.
         self.advance = tf.function(self._advance)
-        self.finish = tf.function(self._finish)
 
     @tf.function(input_signature=TRANSLATE_SIGNATURE)
     def translate(self, texts, beam_width, num_hypotheses, length_penalty, max_length,
@@ -73,8 +72,8 @@ class Translator(tf.Module):
                 "decode_steps": tf.reduce_max(beams.step)}
 
     # The step-level driver (serving's step scheduler) runs the same search as
-    # `translate` in three calls: begin once per joining input, advance a few steps
-    # at a time for every running input, finish once per input that has ended.
+    # `translate` in two functions: begin once per joining input, then advance a few
+    # steps at a time for every running input, which also finalizes those that end.
 
     @tf.function(input_signature=BEGIN_SIGNATURE)
     def begin(self, texts, beam_width, length_penalty, max_length, max_length_ratio):
@@ -93,12 +92,22 @@ class Translator(tf.Module):
         return self.beam_search.initialize(state, context, beam_width, length_penalty,
                                            limit), source_tokens
 
-    def _advance(self, beams: Beams, max_steps) -> tuple[Beams, tf.Tensor]:
-        """Steps every input in `beams` until one ends, at most `max_steps` times;
-        returns the beams and the steps taken."""
+    def _advance(self, beams: Beams, max_steps) -> tuple[Beams, dict[str, tf.Tensor]]:
+        """Steps every input in `beams` until one ends, at most `max_steps` times.
+
+        Returns the beams and: `ended` [batch] bool, the inputs that ended (all of them:
+        the driver drops ended inputs before the next call); `steps` [], steps taken;
+        for the ended inputs, their n-best lists with every hypothesis (the driver keeps
+        as many as each asked for): texts, scores, log_probs, num_tokens [ended, beam]
+        and decode_steps [ended].
+        """
         after = self.beam_search.run(self.model.decode_step, beams, max_steps,
                                      until_any_ends=True)
-        return after, tf.reduce_max(after.step - beams.step)
+        ended = finished_rows(after)
+        done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
+        return after, {"ended": ended, "steps": tf.reduce_max(after.step - beams.step),
+                       "decode_steps": done.step,
+                       **self._finish(done, tf.shape(after.log_probs)[1])}
 
     def _finish(self, beams: Beams, num_hypotheses) -> dict[str, tf.Tensor]:
         """beams of ended inputs (the model's tensors may be left out, see
@@ -116,15 +125,13 @@ class Translator(tf.Module):
 
     def save(self, path) -> None:
         """Writes the SavedModel: the `translate` signature (also `serving_default`) for
-        any TF Serving client, and `begin` / `advance` / `finish` functions for recur's
-        step scheduler."""
+        any TF Serving client, and `begin` / `advance` functions for recur's step
+        scheduler."""
         with portable_kernels(self.model):
             fn = self.translate.get_concrete_function(*TRANSLATE_SIGNATURE)
             beams, _ = self.begin.get_concrete_function(*BEGIN_SIGNATURE).structured_outputs
             any_shape = tf.nest.map_structure(
                 lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), beams)
             self.advance.get_concrete_function(any_shape, tf.TensorSpec([], tf.int32))
-            self.finish.get_concrete_function(hypotheses_only(any_shape),
-                                              tf.TensorSpec([], tf.int32))
             tf.saved_model.save(self, str(path), signatures={"translate": fn,
                                                              "serving_default": fn})

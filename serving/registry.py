@@ -165,7 +165,7 @@ class ModelRegistry:
             if StepDecoder.supports(loaded):
                 decoder = StepDecoder(name, loaded)
             else:
-                log.warning("%s has no begin/advance/finish functions (exported before step "
+                log.warning("%s has no begin/advance functions (exported before step "
                             "decoding): it is served with request scheduling; re-export it "
                             "for step scheduling", path)
                 batching = dataclasses.replace(batching, scheduling="request")

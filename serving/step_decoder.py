@@ -1,14 +1,15 @@
 """Step-level (continuous) decoding: inputs join a running beam search at the next
 step and leave it as soon as they end, so a short input never waits for a long one.
 
-It drives an export's `begin` / `advance` / `finish` functions, which are the same
+It drives an export's `begin` and `advance` functions, which are the same
 `BeamSearch.initialize` / `step` / `finalize` that the `translate` signature loops
-over in-graph: one beam search, two drivers. Hypothesis tensors of different beam
-widths cannot share a batch, so there is one running decode per beam width; every
-other option (length penalty, length limits, hypotheses returned) is per input.
-An RNN decoder's state is a fixed-size tensor per hypothesis, so joining is a
-concatenation and leaving a gather; both happen in one compiled call just before
-the next step. Not thread-safe: the batcher's worker thread is its only caller.
+over in-graph (`advance` finalizes the inputs that end): one beam search, two
+drivers. Hypothesis tensors of different beam widths cannot share a batch, so
+there is one running decode per beam width; every other option (length penalty,
+length limits, hypotheses returned) is per input. An RNN decoder's state is a
+fixed-size tensor per hypothesis, so joining is a concatenation and leaving a
+gather; both happen in one compiled call just before the next step. Not
+thread-safe: the batcher's worker thread is its only caller.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from model.beam_search import Beams, concat_rows, finished_rows, hypotheses_only, select_rows
+from model.beam_search import Beams, concat_rows, select_rows
 from serving import metrics
 from serving.runners import DecodeKey, Hypothesis, hypotheses, padding_ratio
 
 MAX_STEPS_PER_CALL = 64
+STEP_FUNCTIONS = ("begin", "advance")
 
 Finished = tuple[Hashable, int, list[Hypothesis]]
 """(ticket, index of the input in its ticket's list, its n-best list)."""
@@ -65,36 +67,31 @@ def _regroup(beams: Beams, keep: tf.Tensor, joining: Beams) -> Beams:
     return concat_rows([select_rows(beams, keep), joining])
 
 
-def _ended(beams: Beams, rows: tf.Tensor) -> Beams:
-    return select_rows(hypotheses_only(beams), rows)
-
-
 class StepDecoder:
     """Continuous decoding of one loaded export (see the module docstring).
 
     Args:
       model: name used for metric labels.
-      saved_model: the loaded SavedModel, with begin / advance / finish functions.
+      saved_model: the loaded SavedModel, with begin and advance functions.
     """
 
     def __init__(self, model: str, saved_model):
         self.model = model
-        self._begin, self._advance, self._finish = (
-            _traced_once(getattr(saved_model, name)) for name in ("begin", "advance", "finish"))
+        self._begin, self._advance = (
+            _traced_once(getattr(saved_model, name)) for name in STEP_FUNCTIONS)
         # Row bookkeeping as single compiled calls (dozens of eager ops otherwise),
         # for any number of inputs and any lengths.
         spec = Beams(*self._advance.structured_input_signature[0][0])
         rows = tf.TensorSpec([None], tf.int32)
         self._select = tf.function(select_rows).get_concrete_function(spec, rows)
         self._regroup = tf.function(_regroup).get_concrete_function(spec, rows, spec)
-        self._ended = tf.function(_ended).get_concrete_function(spec, rows)
         self._decodes: dict[int, _Decode] = {}
         self._seconds_per_step: dict[int, float] = {}  # per beam width, moving average
 
     @staticmethod
     def supports(saved_model) -> bool:
-        """Exports written before step decoding existed lack the three functions."""
-        return all(hasattr(saved_model, name) for name in ("begin", "advance", "finish"))
+        """Exports written before step decoding existed lack its functions."""
+        return all(hasattr(saved_model, name) for name in STEP_FUNCTIONS)
 
     @property
     def rows(self) -> int:
@@ -150,13 +147,17 @@ class StepDecoder:
             pace = self._seconds_per_step.get(width)
             steps = max(1, min(MAX_STEPS_PER_CALL, int(max_seconds / pace))) if pace else 1
             started = time.perf_counter()
-            beams, taken = self._advance(decode.beams, tf.constant(steps, tf.int32))
+            beams, out = self._advance(decode.beams, tf.constant(steps, tf.int32))
             decode.beams = Beams(*beams)
-            done = finished_rows(decode.beams).numpy()
-            seconds = (time.perf_counter() - started) / max(int(taken), 1)
+            seconds = (time.perf_counter() - started) / max(int(out["steps"]), 1)
             self._seconds_per_step[width] = seconds if pace is None else 0.7 * pace + 0.3 * seconds
-            if done.any():
-                finished += self._finished(decode, np.flatnonzero(done))
+            ended = np.flatnonzero(out["ended"].numpy())
+            for i, nbest, steps_decoded in zip(ended, hypotheses(out),
+                                               out["decode_steps"].numpy(), strict=True):
+                row = decode.rows[i]
+                metrics.DECODE_STEPS.labels(self.model).observe(int(steps_decoded))
+                finished.append((row.ticket, row.index, nbest[:row.num_hypotheses]))
+                decode.rows[i] = None  # dropped before the next step
         return finished
 
     def reset(self) -> None:
@@ -179,16 +180,3 @@ class StepDecoder:
         decode.rows = [decode.rows[i] for i in keep] + decode.joining_rows
         decode.joining, decode.joining_rows = None, []
         return True
-
-    def _finished(self, decode: _Decode, ended: np.ndarray) -> list[Finished]:
-        """Finalizes the rows `ended` and marks them to drop."""
-        beams = self._ended(decode.beams, tf.constant(ended, tf.int32))
-        rows = [decode.rows[i] for i in ended]
-        n = max(row.num_hypotheses for row in rows)
-        results = hypotheses(self._finish(beams, tf.constant(n, tf.int32)))
-        finished = []
-        for i, row, steps, nbest in zip(ended, rows, beams.step.numpy(), results, strict=True):
-            metrics.DECODE_STEPS.labels(self.model).observe(int(steps))
-            finished.append((row.ticket, row.index, nbest[:row.num_hypotheses]))
-            decode.rows[i] = None
-        return finished
