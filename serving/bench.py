@@ -2,12 +2,13 @@
 
     python -m serving.bench exports --model translate-en-fr --output bench
 
-With beam 4 on real held-out sentences (the Bible test books), it first decodes
-in-process (offline) at batch size 1, 4, 16, 64, then starts `python -m serving`
-on free localhost ports once per scheduling policy (step, request) and measures:
+With beam 4 on real held-out sentences (the Bible test books), it starts
+`python -m serving` on free localhost ports once per scheduling policy (step,
+request) and measures:
   1. closed-loop load at 1, 4, 16 and 64 concurrent clients: throughput
-     (sentences/s, target tokens/s), latency p50/p95/p99, and the ratio
-     server/offline at batch size = clients: what serving costs on top of the model;
+     (sentences/s, target tokens/s), latency p50/p95/p99; right after each level,
+     the same export decoding in-process (offline) at batch size = clients, and
+     the ratio server/offline: what serving costs on top of the model;
   2. a mixed-length workload: the shortest and the longest quarter of the
      sentences, interleaved, from 16 clients: p99 latency of the short and of the
      long requests, and total throughput;
@@ -26,6 +27,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -157,18 +159,17 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
-    offline = results["offline"]
     for (scheduling, run), color in zip(results["runs"].items(), ("C0", "C1"), strict=False):
         rows = run["concurrency"]
         clients = [r["clients"] for r in rows]
         left.plot(clients, [r["sentences_per_second"] for r in rows], "o-", color=color,
                   label=f"server, {scheduling} scheduling")
+        left.plot(clients, [r["offline_sentences_per_second"] for r in rows], "s--",
+                  color=color, alpha=0.5, label=f"in-process, measured with {scheduling}")
         middle.plot(clients, [r["p99_ms"] for r in rows], "o-", color=color,
                     label=f"p99, {scheduling}")
         middle.plot(clients, [r["p50_ms"] for r in rows], ".:", color=color,
                     label=f"p50, {scheduling}")
-    left.plot([o["batch_size"] for o in offline], [o["sentences_per_second"] for o in offline],
-              "s--", color="C2", label="in-process, batch = clients")
     left.set(xscale="log", xlabel="concurrent clients", ylabel="sentences/s",
              title=f"Throughput, beam {results['beam_width']}")
     left.legend(fontsize=8)
@@ -196,8 +197,10 @@ def print_row(name: str, row: dict) -> None:
           + (f" {row['server_over_offline']:>15}" if "server_over_offline" in row else ""))
 
 
-def bench_server(args, scheduling: str, sources: list[str], offline: dict[int, dict]) -> dict:
-    """Every load against one server process with `scheduling`."""
+def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -> dict:
+    """Every load against one server process with `scheduling`; offline(batch_size,
+    total) measures in-process decoding right after each level, so that both figures
+    of a ratio come from the same minute of this shared machine."""
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0", "--scheduling",
                            scheduling, *args.server_args.split())
     server.wait_until_serving()
@@ -209,7 +212,7 @@ def bench_server(args, scheduling: str, sources: list[str], offline: dict[int, d
             total = max(64, clients * args.requests_per_client)
             row = closed_loop(server.target, args.model, sources, clients, total,
                               args.beam_width)
-            row["offline_sentences_per_second"] = offline[clients]["sentences_per_second"]
+            row["offline_sentences_per_second"] = offline(clients, total)["sentences_per_second"]
             row["server_over_offline"] = round(
                 row["sentences_per_second"] / row["offline_sentences_per_second"], 3)
             run["concurrency"].append(row)
@@ -276,14 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     signature = tf.saved_model.load(str(export / str(version))).signatures["translate"]
     key = DecodeKey(args.beam_width, 1, 0.6, int(metadata["max_length"]),
                     float(metadata.get("max_length_ratio", 2.0)))
-    offline = {}
-    for clients in args.concurrency:
-        total = max(64, clients * args.requests_per_client)
-        offline[clients] = measure(signature, sources[:total], clients, key)
-        print(f"in-process, batch {clients}: {offline[clients]['sentences_per_second']} "
-              "sentences/s")
+
+    def offline(batch_size: int, total: int) -> dict:
+        return measure(signature, sources[:total], batch_size, key)
+
     results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
-                     "cpu_cores": os.cpu_count(), "offline": list(offline.values()),
+                     "cpu_cores": os.cpu_count(),
                      "runs": {s: bench_server(args, s, sources, offline)
                               for s in args.scheduling}}
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
