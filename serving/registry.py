@@ -169,7 +169,7 @@ class ModelRegistry:
                             "decoding): it is served with request scheduling; re-export it "
                             "for step scheduling", path)
                 batching = dataclasses.replace(batching, scheduling="request")
-        await asyncio.to_thread(self._warm_up, task, run, decoder)
+        await asyncio.to_thread(self._warm_up, task, signature, decoder)
         batcher = Batcher(name, run, batching, decoder)
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
@@ -177,15 +177,20 @@ class ModelRegistry:
         return ServedModel(name, version, path, task, metadata, batcher, loaded)
 
     @staticmethod
-    def _warm_up(task: str, run, decoder: StepDecoder | None) -> None:
-        """Runs one input through each path so the first client does not pay for tracing."""
+    def _warm_up(task: str, signature, decoder: StepDecoder | None) -> None:
+        """Runs one input through each path so the first client does not pay for tracing
+        (and records no metrics: it is not traffic)."""
         if task == "translate":
             key = DecodeKey(2, 1, 0.6, 8, 2.0)
-            run(key, ["warm up"])
+            RUNNERS[task](signature, key, ["warm up"])
             if decoder:
-                decoder.join([("warm-up", key, ["warm up"])])
-                while decoder.rows:
-                    decoder.step()
+                name, decoder.model = decoder.model, ""
+                try:
+                    decoder.join([("warm-up", key, ["warm up"])])
+                    while decoder.rows:
+                        decoder.step()
+                finally:
+                    decoder.model = name
 
     def _drain(self, served: ServedModel) -> None:
         """Lets `served` finish its queued requests, then unloads it (in the background)."""

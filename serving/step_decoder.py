@@ -71,7 +71,7 @@ class StepDecoder:
     """Continuous decoding of one loaded export (see the module docstring).
 
     Args:
-      model: name used for metric labels.
+      model: name used for metric labels ("" records no metrics).
       saved_model: the loaded SavedModel, with begin and advance functions.
     """
 
@@ -142,8 +142,9 @@ class StepDecoder:
             if not self._regrouped(width, decode):
                 continue
             source = [row.source_tokens for row in decode.rows]
-            metrics.BATCH_SIZE.labels(self.model).observe(len(source))
-            metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
+            if self.model:
+                metrics.BATCH_SIZE.labels(self.model).observe(len(source))
+                metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
             pace = self._seconds_per_step.get(width)
             steps = max(1, min(MAX_STEPS_PER_CALL, int(max_seconds / pace))) if pace else 1
             started = time.perf_counter()
@@ -155,7 +156,8 @@ class StepDecoder:
             for i, nbest, steps_decoded in zip(ended, hypotheses(out),
                                                out["decode_steps"].numpy(), strict=True):
                 row = decode.rows[i]
-                metrics.DECODE_STEPS.labels(self.model).observe(int(steps_decoded))
+                if self.model:
+                    metrics.DECODE_STEPS.labels(self.model).observe(int(steps_decoded))
                 finished.append((row.ticket, row.index, nbest[:row.num_hypotheses]))
                 decode.rows[i] = None  # dropped before the next step
         return finished
