@@ -207,10 +207,11 @@ def select_rows(beams: Beams, rows: tf.Tensor) -> Beams:
     def take(nest, ids):
         return tf.nest.map_structure(lambda t: tf.gather(t, ids), nest)
 
+    max_length = take(beams.max_length, rows)
     return Beams(
         step=take(beams.step, rows), alpha=take(beams.alpha, rows),
-        max_length=take(beams.max_length, rows), last_tokens=take(beams.last_tokens, hypotheses),
-        tokens=take(beams.tokens, rows)[:, :, :tf.reduce_max(take(beams.max_length, rows)) + 1],
+        max_length=max_length, last_tokens=take(beams.last_tokens, hypotheses),
+        tokens=take(beams.tokens, rows)[:, :, :tf.reduce_max(max_length) + 1],
         log_probs=take(beams.log_probs, rows),
         lengths=take(beams.lengths, rows), finished=take(beams.finished, rows),
         model_state=take(beams.model_state, hypotheses), context=take(beams.context, rows))

@@ -126,11 +126,10 @@ class StepDecoder:
         for decode in self._decodes.values():
             decode.rows = [None if row and row.ticket in tickets else row
                            for row in decode.rows]
-            kept = [row for row in decode.joining_rows if row.ticket not in tickets]
-            if len(kept) < len(decode.joining_rows):
-                keep = [i for i, row in enumerate(decode.joining_rows) if row.ticket not in tickets]
+            keep = [i for i, row in enumerate(decode.joining_rows) if row.ticket not in tickets]
+            if len(keep) < len(decode.joining_rows):
                 decode.joining = self._select(decode.joining, tf.constant(keep, tf.int32))
-                decode.joining_rows = kept
+                decode.joining_rows = [decode.joining_rows[i] for i in keep]
 
     def step(self, max_seconds: float = 0.0) -> list[Finished]:
         """Advances every running input by at least one token and returns those that
