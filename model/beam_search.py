@@ -2,8 +2,13 @@
 
 Pure TensorFlow ops in a `tf.while_loop`, so it is exported inside SavedModels
 and runs wherever TensorFlow places it. A model plugs in through a step
-function; decoding options are tensors, so each request can choose them.
+function; decoding options are tensors, so each request can choose them, and
+every option is per input (row), so that inputs of different requests can share
+one running search.
 
+Each input starts from its own token (BOS, or a prompt's last character) and
+chooses its continuations through the sampler seam (`model/sampling.py`): by score
+(beam search; greedy at width 1) or at random (temperature, top-k, top-p, seed).
 Finished hypotheses are frozen: their only continuation is EOS at zero cost, so
 their score never changes and they spend no expansion. The loop stops as soon
 as every hypothesis of every input has finished, or at the length limit, where
@@ -18,17 +23,18 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-# Large but finite, so that sums and divisions never produce NaN.
-NEG_INF = -1e9
+from model.sampling import NEG_INF, Sampling, by_score, perturb
 
 State = Any  # a nest of tensors, each [batch * beam, ...]
-StepFn = Callable[[tf.Tensor, State, State], tuple[tf.Tensor, State]]
-"""step(tokens [batch * beam], state, context) -> (log-probs [batch * beam, vocab], state).
+StepFn = Callable[[tf.Tensor, State, State, tf.Tensor], tuple[tf.Tensor, State]]
+"""step(tokens [batch * beam], state, context, steps [batch]) -> (log-probs [batch * beam,
+vocab], state).
 
 `state` [batch * beam, ...] changes every step and follows its hypothesis;
 `context` [batch, ...] (e.g. attention memory) is fixed per input and shared by
 its hypotheses (input i owns hypotheses i * beam ... i * beam + beam - 1), so it
-is never copied per hypothesis nor reordered.
+is never copied per hypothesis nor reordered. `steps` [batch] counts the tokens each
+input has decoded so far (inputs of a step-level decode differ).
 """
 
 
@@ -53,6 +59,11 @@ class Beams(NamedTuple):
     finished: tf.Tensor  # [batch, beam] bool
     model_state: State  # nest of [batch * beam, ...]
     context: State  # nest of [batch, ...]
+    sampling: Sampling  # [batch] each: how continuations are chosen
+
+
+PER_HYPOTHESIS = ("last_tokens", "model_state")
+"""Fields of `Beams` with a row per hypothesis; every other field has one per input."""
 
 
 def length_penalty(lengths: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
@@ -74,7 +85,8 @@ class BeamSearch:
 
     def __call__(self, step_fn: StepFn, initial_state: State, context: State,
                  beam_width: tf.Tensor, num_hypotheses: tf.Tensor, alpha: tf.Tensor,
-                 max_length: tf.Tensor) -> BeamSearchResult:
+                 max_length: tf.Tensor, start_tokens: tf.Tensor | None = None,
+                 sampling: Sampling | None = None) -> BeamSearchResult:
         """Decodes a batch in one in-graph loop (the other driver, serving's step
         scheduler, calls initialize / step / finalize itself).
 
@@ -86,22 +98,30 @@ class BeamSearch:
           num_hypotheses: [] int32, hypotheses returned per input (<= beam_width).
           alpha: [] or [batch] float32, length penalty exponent.
           max_length: [batch] int32, output tokens allowed per input, EOS excluded.
+          start_tokens: [batch] int32, the token each input's first step is fed
+            (default: BOS).
+          sampling: per input, how continuations are chosen (default: by score).
         """
-        beams = self.initialize(initial_state, context, beam_width, alpha, max_length)
+        beams = self.initialize(initial_state, context, beam_width, alpha, max_length,
+                                start_tokens, sampling)
         return self.finalize(self.run(step_fn, beams), num_hypotheses)
 
     def initialize(self, initial_state: State, context: State, beam_width: tf.Tensor,
-                   alpha: tf.Tensor, max_length: tf.Tensor) -> Beams:
+                   alpha: tf.Tensor, max_length: tf.Tensor,
+                   start_tokens: tf.Tensor | None = None,
+                   sampling: Sampling | None = None) -> Beams:
         """Copies each input's state `beam_width` times; only the first copy is live."""
         max_length = tf.cast(max_length, tf.int32)
         batch = tf.shape(max_length)[0]
         first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, beam_width - 1], NEG_INF)], 1)
+        if start_tokens is None:
+            start_tokens = tf.fill([batch], tf.constant(self.bos_id, tf.int32))
 
         return Beams(
             step=tf.zeros([batch], tf.int32),
             alpha=tf.broadcast_to(tf.cast(alpha, tf.float32), [batch]),
             max_length=max_length,
-            last_tokens=tf.fill([batch * beam_width], tf.constant(self.bos_id, tf.int32)),
+            last_tokens=tf.repeat(tf.cast(start_tokens, tf.int32), beam_width),
             tokens=tf.zeros([batch, beam_width, tf.reduce_max(max_length) + 1], tf.int32),
             log_probs=first,
             lengths=tf.zeros([batch, beam_width], tf.int32),
@@ -109,6 +129,7 @@ class BeamSearch:
             model_state=tf.nest.map_structure(lambda s: tf.repeat(s, beam_width, axis=0),
                                               initial_state),
             context=context,
+            sampling=by_score(batch) if sampling is None else sampling,
         )
 
     def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None,
@@ -132,9 +153,11 @@ class BeamSearch:
         return beams
 
     def step(self, step_fn: StepFn, beams: Beams) -> Beams:
-        """Expands every live hypothesis by one token and keeps the best `beam_width`."""
+        """Expands every live hypothesis by one token and keeps `beam_width`: the best, or
+        for sampled inputs a random draw."""
         batch, beam = tf.shape(beams.log_probs)[0], tf.shape(beams.log_probs)[1]
-        log_probs, model_state = step_fn(beams.last_tokens, beams.model_state, beams.context)
+        log_probs, model_state = step_fn(beams.last_tokens, beams.model_state, beams.context,
+                                         beams.step)
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, beam, vocab])
 
@@ -149,6 +172,7 @@ class BeamSearch:
         step = beams.step[:, None]  # [batch, 1]
         scored = tf.where(beams.finished, beams.lengths + 1, step + 1)  # tokens scored
         ranking = totals / length_penalty(scored, beams.alpha[:, None])[..., None]
+        ranking = perturb(ranking, log_probs, beams.log_probs, beams.sampling, beams.step)
         _, flat_ids = tf.math.top_k(tf.reshape(ranking, [batch, -1]), k=beam)  # [batch, beam]
         origin, token = flat_ids // vocab, flat_ids % vocab
 
@@ -199,22 +223,35 @@ def hypotheses_only(beams: Beams) -> Beams:
 
 def select_rows(beams: Beams, rows: tf.Tensor) -> Beams:
     """Keeps the inputs `rows` [k] (in that order), with all their hypotheses; the
-    token buffer shrinks to the longest limit left."""
+    token buffer shrinks to the longest limit left.
+
+    Reads fields by name, so it also regroups the search state of exports written
+    before a field was added (their `Beams` as restored from the SavedModel).
+    """
     rows = tf.cast(rows, tf.int32)
     beam = tf.shape(beams.log_probs)[1]
     hypotheses = tf.reshape(rows[:, None] * beam + tf.range(beam)[None, :], [-1])
 
-    def take(nest, ids):
-        return tf.nest.map_structure(lambda t: tf.gather(t, ids), nest)
+    def take(name: str, value):
+        ids = hypotheses if name in PER_HYPOTHESIS else rows
+        return tf.nest.map_structure(lambda t: tf.gather(t, ids), value)
 
-    max_length = take(beams.max_length, rows)
-    return Beams(
-        step=take(beams.step, rows), alpha=take(beams.alpha, rows),
-        max_length=max_length, last_tokens=take(beams.last_tokens, hypotheses),
-        tokens=take(beams.tokens, rows)[:, :, :tf.reduce_max(max_length) + 1],
-        log_probs=take(beams.log_probs, rows),
-        lengths=take(beams.lengths, rows), finished=take(beams.finished, rows),
-        model_state=take(beams.model_state, hypotheses), context=take(beams.context, rows))
+    kept = {name: take(name, value) for name, value in beams._asdict().items()}
+    kept["tokens"] = kept["tokens"][:, :, :tf.reduce_max(kept["max_length"]) + 1]
+    return type(beams)(**kept)
+
+
+def settled(beams: Beams) -> tuple[tf.Tensor, tf.Tensor]:
+    """What each input has decoded that no later step can change: the prefix shared by
+    all its hypotheses (at beam width 1, the whole hypothesis), for streaming.
+
+    Returns tokens [batch, time] and lengths [batch].
+    """
+    tokens = beams.tokens  # [batch, beam, time]
+    agree = tf.reduce_all(tf.equal(tokens, tokens[:, :1, :]), axis=1)  # [batch, time]
+    shared = tf.reduce_sum(tf.math.cumprod(tf.cast(agree, tf.int32), axis=1), axis=1)
+    lengths = tf.minimum(shared, tf.reduce_min(beams.lengths, axis=1))
+    return tokens[:, 0, :], lengths
 
 
 def concat_rows(parts: list[Beams]) -> Beams:

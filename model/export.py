@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from model.contract import METADATA_FILE
 
-METADATA_FILE = "recur.json"
+log = logging.getLogger(__name__)
 
 
 def versions(model_dir: Path) -> list[int]:

@@ -8,6 +8,8 @@ both paths share weights and the exported step never contains a cuDNN-only op.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import keras
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from model.attention import LuongAttention
 from model.beam_search import NEG_INF
+from model.config import option
 from model.gradient_norm import GradientNormModel
 from model.tokenizer import BOS_ID, PAD_ID
 
@@ -24,6 +27,17 @@ RNN_LAYERS: dict[str, type[keras.layers.RNN]] = {
     "gru": keras.layers.GRU,
     "rnn": keras.layers.SimpleRNN,
 }
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """The translator's hyperparameters (flags of `python -m training.run translate`)."""
+
+    embedding_dim: int = option(256, "subword embedding size")
+    units: int = option(512, "decoder units; each encoder direction has half")
+    encoder_layers: int = option(1, "stacked bidirectional encoder layers")
+    cell: str = option("lstm", "recurrent cell of encoder and decoder: lstm, gru or rnn")
+    dropout: float = option(0.2, "dropout on recurrent inputs and decoder outputs")
 
 
 class DecodeContext(NamedTuple):
@@ -89,6 +103,12 @@ class Seq2Seq(GradientNormModel):
         self.logit_bias = np.zeros(vocab_size, np.float32)
         self.logit_bias[[PAD_ID, BOS_ID]] = NEG_INF
 
+    @classmethod
+    def from_hyperparameters(cls, vocab_size: int, config: Seq2SeqConfig) -> Seq2Seq:
+        """A model with `config`'s hyperparameters (any config that has its fields)."""
+        return cls(vocab_size, **{f.name: getattr(config, f.name)
+                                  for f in dataclasses.fields(Seq2SeqConfig)})
+
     def encode(self, source: tf.Tensor, training: bool = False) -> Encoded:
         """source [batch, src_time] ids -> `Encoded`."""
         hidden = self.embedding(source)
@@ -117,10 +137,11 @@ class Seq2Seq(GradientNormModel):
         encoded = self.encode(source)
         return encoded.state, DecodeContext(encoded.memory, encoded.keys, encoded.mask)
 
-    def decode_step(self, tokens: tf.Tensor, state: list[tf.Tensor], context: DecodeContext
-                    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    def decode_step(self, tokens: tf.Tensor, state: list[tf.Tensor], context: DecodeContext,
+                    steps: tf.Tensor | None = None) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One decoding step (a `beam_search.StepFn`): tokens [batch * beam] -> (log-probs
-        [batch * beam, vocab], next state), attending over the context [batch, ...]."""
+        [batch * beam, vocab], next state), attending over the context [batch, ...]. The
+        recurrent state carries all it needs of the past, so `steps` goes unread."""
         # A plain lookup: the Embedding layer would attach a mask the cell cannot take.
         inputs = tf.nn.embedding_lookup(self.embedding.embeddings, tokens)
         hidden, state = self.decoder.cell(inputs, state, training=False)

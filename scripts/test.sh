@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh || exit 1
 echo "== ruff"
 ruff check . || exit 1
+echo "== import contracts (import-linter)"
+lint-imports --no-cache || exit 1
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"
 status=$?

@@ -2,6 +2,10 @@
 
 import sys
 
-from serving.server import main
+from model.startup import import_tensorflow
+
+import_tensorflow()  # before anything else imports it: quietly
+
+from serving.server import main  # noqa: E402
 
 sys.exit(main())

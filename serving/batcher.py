@@ -35,18 +35,22 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from model.config import option
 from serving import metrics
 from serving.step_decoder import StepDecoder
-from training.flags import option
 
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 """run_batch(key, inputs) -> one result per input, on the worker thread."""
+
+OnProgress = Callable[[int, str], None]
+"""on_progress(index of the input in the request, its settled output so far), called on
+the event loop while a streaming request decodes (step scheduling)."""
 
 
 SCHEDULING = ("step", "request")
@@ -88,6 +92,8 @@ class _Pending:
     future: asyncio.Future
     deadline: float | None  # time.monotonic() seconds
     enqueued: float
+    offset: int = 0  # index of its first input in the request (large requests are split)
+    on_progress: OnProgress | None = None
     started: float = 0.0  # step scheduling: when it joined the running decode
 
     def expired(self, now: float) -> bool:
@@ -163,9 +169,14 @@ class Batcher:
     def queued_inputs(self) -> int:
         return sum(len(p.inputs) for p in self._pending if not p.future.done())
 
-    async def submit(self, key: Hashable, inputs: list[Any],
-                     deadline: float | None = None) -> list[Any]:
-        """Queues `inputs` (split into batch-sized parts) and returns their results in order."""
+    def submit(self, key: Hashable, inputs: list[Any], deadline: float | None = None,
+               on_progress: OnProgress | None = None) -> Awaitable[list[Any]]:
+        """Queues `inputs` (split into batch-sized parts) at once, or raises QueueFull or
+        BatcherClosed at once; returns an awaitable of their results, in order.
+
+        `on_progress` hears each input's settled output as it grows (step scheduling,
+        exports that stream); cancelling the awaitable withdraws the request.
+        """
         if self._closing or self._task is None or self._task.done():
             raise BatcherClosed(f"model {self.model!r} is not accepting requests")
         queued = self.queued_inputs
@@ -187,12 +198,15 @@ class Batcher:
         for start in range(0, len(inputs), size):
             future = loop.create_future()
             self._pending.append(_Pending(key, inputs[start:start + size], future, deadline,
-                                          time.monotonic()))
+                                          time.monotonic(), start, on_progress))
             futures.append(future)
         metrics.QUEUE_DEPTH.labels(self.model).set(queued + len(inputs))
         self._arrived.set()
         if self._room() > 0:  # a full decode has no room for it before an input ends
             self._wake.set()
+        return self._results(futures)
+
+    async def _results(self, futures: list[asyncio.Future]) -> list[Any]:
         try:
             results = await asyncio.gather(*futures)
         except BaseException:
@@ -340,8 +354,9 @@ class Batcher:
             started = time.monotonic()
             busy_since = started if busy_since is None else busy_since
             try:
-                finished = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._cycle, joining, leaving)
+                streaming = any(item.on_progress for item in self._decoding)
+                finished, progress = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._cycle, joining, leaving, streaming)
             except Exception as error:  # the model failed: every decoding request hears it
                 log.exception("decoding step failed on model %s", self.model)
                 self._decoder.reset()
@@ -358,6 +373,9 @@ class Batcher:
             ended = time.monotonic()
             self._observe_throughput(len(finished), ended - busy_since)
             busy_since = ended if self._decoder.rows else None
+            for item, index, partial in progress:
+                if item.on_progress and item in self._decoding:
+                    item.on_progress(item.offset + index, partial)
             for item, index, result in finished:
                 results = self._decoding.get(item)
                 if results is None:  # left (cancelled) after this cycle began
@@ -399,16 +417,19 @@ class Batcher:
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
         return joining
 
-    def _cycle(self, joining: list[_Pending], leaving: set[_Pending]) -> list:
+    def _cycle(self, joining: list[_Pending], leaving: set[_Pending],
+               streaming: bool) -> tuple[list, list]:
         """On the worker thread: updates the running decode, then steps it until an input
-        ends, news arrives (new, cancelled or expiring requests) or 0.1 s passed."""
+        ends, news arrives (new, cancelled or expiring requests), a streaming request has
+        news or 0.1 s passed. Returns (finished, progress), see `StepDecoder.step`."""
         self._wake.clear()
         self._decoder.leave(leaving)
-        self._decoder.join([(item, item.key, item.inputs) for item in joining])
+        self._decoder.join([(item, item.inputs) for item in joining])
         until = time.monotonic() + 0.1
         budget = self.config.max_join_delay_ms / 1000
         while self._decoder.rows:
-            finished = self._decoder.step(0.0 if self._wake.is_set() else budget)
-            if finished or self._wake.is_set() or time.monotonic() > until:
-                return finished
-        return []
+            finished, progress = self._decoder.step(0.0 if self._wake.is_set() else budget)
+            if (finished or (streaming and progress) or self._wake.is_set()
+                    or time.monotonic() > until):
+                return finished, progress
+        return [], []

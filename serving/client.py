@@ -71,6 +71,8 @@ class RecurClient:
             self.channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self.channel = grpc.insecure_channel(target, options=options)
+        self.target = target
+        self._connection = self.channel
         if token:
             self.channel = grpc.intercept_channel(self.channel, _BearerToken(token))
         self.stub = recur_pb2_grpc.RecurStub(self.channel)
@@ -112,20 +114,41 @@ class RecurClient:
                 return status.name
         raise LookupError(f"the server serves no {task!r} model; pass --model")
 
+    def reachable(self, seconds: float = 2.0) -> bool:
+        """Whether a connection to the target can be made within `seconds`."""
+        try:
+            grpc.channel_ready_future(self._connection).result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
     def wait_until_serving(self, seconds: float, service: str = "") -> None:
-        """Polls grpc.health.v1 until `service` ("" = whole server) is SERVING."""
+        """Polls grpc.health.v1 until `service` ("" = whole server) is SERVING; raises
+        TimeoutError saying whether anything answered at all."""
         give_up = time.monotonic() + seconds
+        status = None  # the last answer, None while nothing answers
         while True:
             try:
                 reply = self.health.Check(health_pb2.HealthCheckRequest(service=service),
                                           timeout=2.0)
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-            except grpc.RpcError:
-                pass  # not listening yet
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    status = f"{error.code().name}: {error.details()}"
             if time.monotonic() > give_up:
-                raise TimeoutError(f"server not SERVING after {seconds:.0f} s")
+                if status is None:
+                    raise TimeoutError(unreachable(self.target, seconds))
+                raise TimeoutError(f"{self.target} answered {status} for service "
+                                   f"{service!r}, not SERVING, after {seconds:.0f} s")
             time.sleep(0.5)
+
+
+def unreachable(target: str, seconds: float | None = None) -> str:
+    waited = f" within {seconds:.0f} s" if seconds else ""
+    return (f"nothing answers at {target}{waited}: start the server (python -m serving "
+            "--model-base-path EXPORTS) or point --target at it (HOST:PORT)")
 
 
 def _print_translations(texts: list[str], response: recur_pb2.TranslateResponse) -> None:
@@ -192,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                 client.wait_until_serving(args.wait, args.service)
                 print("SERVING")
         except grpc.RpcError as error:
-            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            if error.code() == grpc.StatusCode.UNAVAILABLE and not client.reachable():
+                print(f"error: {unreachable(args.target)}", file=sys.stderr)
+            else:
+                print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
         except (LookupError, TimeoutError) as error:
             print(f"error: {error}", file=sys.stderr)

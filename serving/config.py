@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.flags import option
+from model.config import option
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class ServerConfig:
     auth_tokens_file: str = option("", "file of accepted bearer tokens, one per line: every "
                                        "RPC but health checks then needs 'authorization: "
                                        "Bearer <token>'")
+    task_modules: str = option("", "comma-separated Python modules, each defining TASK (a "
+                                   "serving.task.Task), for model kinds recur does not ship")
     log_level: str = option("INFO", "Python logging level")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,15 +23,16 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_text  # noqa: F401 - registers the SentencePiece ops the exports use
 
+from model.contract import ContractError, Meta, check_version, has_step_functions
 from model.export import read_metadata, versions
 from serving import metrics
 from serving.batcher import Batcher, BatchingConfig
-from serving.runners import DecodeKey, translate_batch
+from serving.config import LimitsConfig
+from serving.runner import SignatureRunner
 from serving.step_decoder import StepDecoder
+from serving.task import Task
 
 log = logging.getLogger(__name__)
-
-RUNNERS = {"translate": translate_batch}
 
 HealthCallback = Callable[[str, bool], None]
 """on_health(model_name, serving) -> None, called on every change."""
@@ -69,11 +69,18 @@ class ModelEntry:
 
 
 class ModelRegistry:
-    def __init__(self, base_path: Path, batching: BatchingConfig,
-                 on_health: HealthCallback | None = None,
+    """Args:
+      tasks: task name -> Task; an export of any other task is reported FAILED.
+      limits: request limits (the warm-up request is parsed like any other).
+    """
+
+    def __init__(self, base_path: Path, batching: BatchingConfig, tasks: dict[str, Task],
+                 limits: LimitsConfig, on_health: HealthCallback | None = None,
                  per_model: dict[str, BatchingConfig] | None = None):
         self.base_path = Path(base_path)
         self.batching = batching
+        self.tasks = tasks
+        self.limits = limits
         self.per_model = per_model or {}  # batching settings of named models
         self.on_health = on_health or (lambda name, serving: None)
         self.models: dict[str, ModelEntry] = {}
@@ -85,7 +92,7 @@ class ModelRegistry:
         if not self.base_path.is_dir():
             raise FileNotFoundError(
                 f"--model-base-path {self.base_path} does not exist: train a model first "
-                "(python -m training.run translate --export-base ...) or point to its exports")
+                "(python -m training.run TASK --export-base ...) or point to its exports")
         await self.refresh()
         self.loaded = True
 
@@ -136,7 +143,11 @@ class ModelRegistry:
         try:
             served = await self._load(entry.name, version, path)
         except Exception as error:  # report it; the previous version (if any) keeps serving
-            log.exception("failed to load %s version %d from %s", entry.name, version, path)
+            if isinstance(error, ContractError):  # the message says it all
+                log.error("cannot serve %s version %d: %s", entry.name, version, error)
+            else:
+                log.exception("failed to load %s version %d from %s", entry.name, version,
+                              path)
             entry.failures[version] = f"{type(error).__name__}: {error}"
             metrics.MODEL_LOAD_FAILURES.labels(entry.name).inc()
             return
@@ -153,44 +164,44 @@ class ModelRegistry:
     async def _load(self, name: str, version: int, path: Path) -> ServedModel:
         started = time.monotonic()
         metadata = read_metadata(path)
-        task = metadata.get("task", "")
-        if task not in RUNNERS:
-            raise ValueError(f"{path}/recur.json names task {task!r}; this server serves "
-                             f"{sorted(RUNNERS)}")
+        check_version(metadata)
+        task = self.tasks.get(metadata.get(Meta.TASK, ""))
+        if task is None:
+            raise ContractError(
+                f"{path}/recur.json names task {metadata.get(Meta.TASK)!r}; this server serves "
+                f"{sorted(self.tasks)} (a task of another package loads with --task-modules)")
         loaded = await asyncio.to_thread(tf.saved_model.load, str(path))
-        signature = loaded.signatures[metadata.get("signature", task)]
-        run = functools.partial(RUNNERS[task], signature, model=name)
+        signature_name = metadata.get(Meta.SIGNATURE, task.contract.signature.name)
+        task.contract.check(loaded, signature_name)
+        runner = SignatureRunner(loaded.signatures[signature_name], task.contract.signature,
+                                 name)
         batching, decoder = self.per_model.get(name, self.batching), None
         if batching.scheduling == "step":
-            if StepDecoder.supports(loaded):
-                decoder = StepDecoder(name, loaded)
+            if task.contract.begin is not None and has_step_functions(loaded):
+                decoder = StepDecoder(name, loaded, task.contract.begin)
             else:
-                log.warning("%s has no begin/advance functions (exported before step "
-                            "decoding): it is served with request scheduling; re-export it "
-                            "for step scheduling", path)
+                log.warning("%s has no step functions (begin/advance): it is served with "
+                            "request scheduling%s", path, "; re-export it for step scheduling"
+                            if task.contract.begin is not None else "")
                 batching = dataclasses.replace(batching, scheduling="request")
-        await asyncio.to_thread(self._warm_up, task, signature, decoder)
-        batcher = Batcher(name, run, batching, decoder)
+        rows = task.warm_up(metadata, self.limits).merged()
+        await asyncio.to_thread(self._warm_up, runner, decoder, rows)
+        batcher = Batcher(name, runner, batching, decoder)
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
-                 task, batching.scheduling, path, time.monotonic() - started)
-        return ServedModel(name, version, path, task, metadata, batcher, loaded)
+                 task.name, batching.scheduling, path, time.monotonic() - started)
+        return ServedModel(name, version, path, task.name, metadata, batcher, loaded)
 
     @staticmethod
-    def _warm_up(task: str, signature, decoder: StepDecoder | None) -> None:
+    def _warm_up(runner: SignatureRunner, decoder: StepDecoder | None, rows: list) -> None:
         """Runs one input through each path so the first client does not pay for tracing
         (and records no metrics: it is not traffic)."""
-        if task == "translate":
-            key = DecodeKey(2, 1, 0.6, 8, 2.0)
-            RUNNERS[task](signature, key, ["warm up"])
-            if decoder:
-                name, decoder.model = decoder.model, ""
-                try:
-                    decoder.join([("warm-up", key, ["warm up"])])
-                    while decoder.rows:
-                        decoder.step()
-                finally:
-                    decoder.model = name
+        runner.run(rows)
+        if decoder:
+            with decoder.unrecorded():
+                decoder.join([("warm-up", rows)])
+                while decoder.rows:
+                    decoder.step()
 
     def _drain(self, served: ServedModel) -> None:
         """Lets `served` finish its queued requests, then unloads it (in the background)."""

@@ -18,19 +18,17 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import tomllib
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from model.config import add_config_arguments, config_from_args
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving.auth import BearerTokenInterceptor, read_tokens
 from serving.batcher import SCHEDULING, BatchingConfig
@@ -38,7 +36,8 @@ from serving.config import LimitsConfig, ServerConfig
 from serving.malformed import MalformedRequestInterceptor
 from serving.registry import ModelRegistry
 from serving.servicer import RecurServicer
-from training.flags import add_config_arguments, config_from_args
+from serving.task import Task
+from serving.tasks import load_tasks
 
 log = logging.getLogger("serving")
 
@@ -48,7 +47,8 @@ LIVENESS = "liveness"
 
 
 async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsConfig,
-                per_model: dict[str, BatchingConfig] | None = None) -> int:
+                tasks: dict[str, Task], per_model: dict[str, BatchingConfig] | None = None
+                ) -> int:
     health_servicer = health.aio.HealthServicer()
     status = {True: health_pb2.HealthCheckResponse.SERVING,
               False: health_pb2.HealthCheckResponse.NOT_SERVING}
@@ -59,7 +59,8 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         updates.add(task)
         task.add_done_callback(updates.discard)
 
-    registry = ModelRegistry(config.model_base_path, batching, on_health, per_model)
+    registry = ModelRegistry(config.model_base_path, batching, tasks, limits, on_health,
+                             per_model)
     interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequestInterceptor()]
     if config.auth_tokens_file:
         interceptors.append(BearerTokenInterceptor(read_tokens(config.auth_tokens_file)))
@@ -68,7 +69,7 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ])
-    recur_pb2_grpc.add_RecurServicer_to_server(RecurServicer(registry, limits), server)
+    recur_pb2_grpc.add_RecurServicer_to_server(RecurServicer(registry, tasks, limits), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config, batching, limits, per_model = load_configs(args)
+        tasks = load_tasks([m.strip() for m in config.task_modules.split(",") if m.strip()])
     except (OSError, ValueError, tomllib.TOMLDecodeError) as error:
         parser.error(str(error))
     if limits.max_batch_entries > batching.max_queue_size:
@@ -212,4 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     # The worker thread runs Python between model calls; a shorter GIL switch interval
     # (default 5 ms) keeps the asyncio thread, which answers every RPC, responsive.
     sys.setswitchinterval(0.001)
-    return asyncio.run(serve(config, batching, limits, per_model))
+    log.info("tasks: %s", ", ".join(f"{name} ({', '.join(task.methods)})"
+                                    for name, task in sorted(tasks.items())))
+    return asyncio.run(serve(config, batching, limits, tasks, per_model))

@@ -1,91 +1,131 @@
-"""The recur.v1.Recur service: validate, route to the model's batcher, answer.
+"""The recur.v1.Recur service: route each RPC to the named model's task and batcher.
 
-Every failure becomes a gRPC status with a message a client can act on; no
-stack trace reaches a client and no request can take the server down.
+A request goes: RPC -> the model it names -> its task parses it into inputs ->
+the model's batcher -> the export's functions -> the task builds the response. No
+line here knows a task: an RPC is answered by whichever task of the named model
+lists it. Every failure becomes a gRPC status with a message a client can act on;
+no stack trace reaches a client and no request can take the server down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf.message import Message
 
+from model.contract import Meta
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving import metrics
-from serving.batcher import BatcherClosed, DeadlineExpired, QueueFull
+from serving.batcher import BatcherClosed, DeadlineExpired, OnProgress, QueueFull
 from serving.config import LimitsConfig
-from serving.registry import ModelNotFound, ModelRegistry, ServedModel, StillLoading
-from serving.runners import DecodeKey
+from serving.errors import RequestError, invalid
+from serving.registry import ModelEntry, ModelNotFound, ModelRegistry, ServedModel, StillLoading
+from serving.task import Inputs, Outputs, Task
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = "_unknown"  # metric label for names that match no model (bounded cardinality)
 
 
-class RequestError(Exception):
-    """A request the server refuses, with the status code and message the client sees."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(message: str) -> RequestError:
-    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def decode_key(options: recur_pb2.DecodeOptions, model: ServedModel,
-               limits: LimitsConfig) -> DecodeKey:
-    """Fills unset options with defaults and checks every set one against its range."""
-    beam = options.beam_width if options.HasField("beam_width") else limits.default_beam_width
-    if not 1 <= beam <= limits.max_beam_width:
-        raise invalid(f"options.beam_width must be in 1..{limits.max_beam_width}, got {beam}")
-    n = options.num_hypotheses if options.HasField("num_hypotheses") else 1
-    if not 1 <= n <= beam:
-        raise invalid(f"options.num_hypotheses must be in 1..beam_width ({beam}), got {n}")
-    alpha = (options.length_penalty if options.HasField("length_penalty")
-             else limits.default_length_penalty)
-    if not (math.isfinite(alpha) and 0.0 <= alpha <= 2.0):
-        raise invalid(f"options.length_penalty must be in 0..2, got {alpha}")
-    model_max = min(int(model.metadata.get("max_length", limits.max_output_length)),
-                    limits.max_output_length)
-    max_length = options.max_length if options.HasField("max_length") else model_max
-    if not 1 <= max_length <= limits.max_output_length:
-        raise invalid(f"options.max_length must be in 1..{limits.max_output_length}, "
-                      f"got {max_length}")
-    ratio = (options.max_length_ratio if options.HasField("max_length_ratio")
-             else float(model.metadata.get("max_length_ratio", 2.0)))
-    if not (math.isfinite(ratio) and 0.0 <= ratio <= 10.0):
-        raise invalid(f"options.max_length_ratio must be in 0..10, got {ratio}")
-    return DecodeKey(beam, n, round(float(alpha), 4), max_length, round(float(ratio), 4))
-
-
-def check_texts(texts, limits: LimitsConfig, field: str = "texts") -> list[str]:
-    if not texts:
-        raise invalid(f"{field} is empty: send at least one text")
-    if len(texts) > limits.max_batch_entries:
-        raise invalid(f"{field} has {len(texts)} entries; the limit is "
-                      f"{limits.max_batch_entries}: split the request")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise invalid(f"{field}[{i}] is empty")
-        size = len(text.encode("utf-8"))
-        if size > limits.max_text_bytes:
-            raise invalid(f"{field}[{i}] is {size} bytes; the limit is {limits.max_text_bytes}")
-    return list(texts)
-
-
 class RecurServicer(recur_pb2_grpc.RecurServicer):
-    def __init__(self, registry: ModelRegistry, limits: LimitsConfig):
+    def __init__(self, registry: ModelRegistry, tasks: dict[str, Task], limits: LimitsConfig):
         self.registry = registry
+        self.tasks = tasks
         self.limits = limits
 
-    def _model(self, spec: recur_pb2.ModelSpec, task: str) -> ServedModel:
+    # Every model RPC is answered the same way; which task answers depends on the model.
+    async def Translate(self, request, context):
+        return await self._unary("Translate", request, context)
+
+    async def Caption(self, request, context):
+        return await self._unary("Caption", request, context)
+
+    async def Tag(self, request, context):
+        return await self._unary("Tag", request, context)
+
+    async def Generate(self, request, context):
+        return await self._unary("Generate", request, context)
+
+    async def GenerateStream(self, request, context):
+        # A coroutine (not a generator) may serve a stream through context.write.
+        await self._stream("GenerateStream", request, context)
+
+    async def ListModels(self, request, context):
+        async def handle(deadline: float | None):
+            entries = [e for n, e in sorted(self.registry.models.items())
+                       if not request.name or n == request.name]
+            if request.name and not entries:
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"no model {request.name!r}")
+            return recur_pb2.ListModelsResponse(models=[self._status(e) for e in entries])
+
+        return await self._answer("ListModels", request, context, handle)
+
+    async def _unary(self, method: str, request: Message, context) -> Message:
+        async def handle(deadline: float | None):
+            model, task, inputs, pending = self._submit(method, request, deadline)
+            results = await pending
+            response, tokens = task.respond(method, request, inputs, results, model.version)
+            metrics.GENERATED_TOKENS.labels(model.name).inc(tokens)
+            return response
+
+        return await self._answer(method, request, context, handle)
+
+    async def _stream(self, method: str, request: Message, context) -> None:
+        """Sends what the decode settles as it goes (step scheduling; under request
+        scheduling everything comes at the end), then the final messages."""
+        async def handle(deadline: float | None):
+            updates: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+            model, task, inputs, pending = self._submit(
+                method, request, deadline, lambda index, text: updates.put_nowait((index, text)))
+            stream = task.stream(method, request, inputs, model.version)
+            results = asyncio.ensure_future(pending)
+            update: asyncio.Future = asyncio.get_running_loop().create_future()
+            try:
+                while not results.done() or not updates.empty():
+                    update = asyncio.ensure_future(updates.get())
+                    await asyncio.wait({update, results}, return_when=asyncio.FIRST_COMPLETED)
+                    if not update.done():
+                        continue
+                    for message in stream.update(*update.result()):
+                        await context.write(message)
+                messages, tokens = stream.finish(results.result())
+            finally:
+                update.cancel()
+                results.cancel()  # a client gone mid-stream frees its rows at the next step
+            for message in messages:
+                await context.write(message)
+            metrics.GENERATED_TOKENS.labels(model.name).inc(tokens)
+
+        await self._answer(method, request, context, handle)
+
+    def _submit(self, method: str, request: Message, deadline: float | None,
+                on_progress: OnProgress | None = None
+                ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
+        """Resolves the model, has its task parse the request, queues the inputs.
+
+        A version swapped out between lookup and submit (hot reload) refuses new work:
+        an unpinned request then goes to the version that replaced it.
+        """
+        if not any(method in task.methods for task in self.tasks.values()):
+            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
+                               f"{method} is not served: no model kind of this release "
+                               f"answers it (served: {self._served_methods()})")
+        for attempt in range(2):
+            model, task = self._model(method, request.model)
+            inputs = task.parse(method, request, model.metadata, self.limits)
+            try:
+                return model, task, inputs, model.batcher.submit(
+                    inputs.key, inputs.merged(), deadline, on_progress)
+            except BatcherClosed:
+                if attempt or request.model.version:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _model(self, method: str, spec: recur_pb2.ModelSpec) -> tuple[ServedModel, Task]:
         if not spec.name:
             raise invalid("model.name is required (ListModels shows the served models)")
         if spec.version < 0:
@@ -96,30 +136,20 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
         except StillLoading as error:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(error)) from None
-        if model.task != task:
+        task = self.tasks[model.task]
+        if method not in task.methods:
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"model {spec.name!r} is a {model.task!r} model, not {task!r}")
-        return model
+                               f"model {spec.name!r} is a {task.name!r} model: it answers "
+                               f"{', '.join(task.methods)}, not {method}")
+        return model, task
 
-    async def _submit(self, request, task: str, inputs: list, deadline: float | None):
-        """Queues `inputs` on the model's batcher; returns (model, results).
-
-        A version swapped out between lookup and submit (hot reload) refuses new work:
-        an unpinned request then goes to the version that replaced it.
-        """
-        for attempt in range(2):
-            model = self._model(request.model, task)
-            key = decode_key(request.options, model, self.limits)
-            try:
-                return model, await model.batcher.submit(key, inputs, deadline)
-            except BatcherClosed:
-                if attempt or request.model.version:
-                    raise
-        raise AssertionError("unreachable")
+    def _served_methods(self) -> str:
+        return ", ".join(sorted({m for task in self.tasks.values() for m in task.methods}
+                                | {"ListModels"}))
 
     async def _answer(self, method: str, request, context: grpc.aio.ServicerContext,
-                      handler: Callable[[], Awaitable]):
-        """Runs `handler`, maps every failure to a status, records the metrics."""
+                      handler: Callable[[float | None], Awaitable]):
+        """Runs `handler(deadline)`, maps every failure to a status, records the metrics."""
         started = time.monotonic()
         spec = getattr(request, "model", None)
         label = ("" if spec is None else spec.name if spec.name in self.registry.models
@@ -129,7 +159,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         code = grpc.StatusCode.OK
         metrics.IN_FLIGHT.labels(method).inc()
         try:
-            return await handler()
+            return await handler(deadline)
         except RequestError as error:
             code, message = error.code, error.message
         except QueueFull as error:
@@ -153,68 +183,19 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
             metrics.REQUEST_SECONDS.labels(label, method).observe(time.monotonic() - started)
         await context.abort(code, message)
 
-    async def Translate(self, request, context):
-        async def handle():
-            self._model(request.model, "translate")  # model errors before field errors
-            texts = check_texts(request.texts, self.limits)
-            remaining = context.time_remaining()
-            deadline = time.monotonic() + remaining if remaining is not None else None
-            model, results = await self._submit(request, "translate", texts, deadline)
-            metrics.GENERATED_TOKENS.labels(model.name).inc(
-                sum(h.num_tokens for nbest in results for h in nbest))
-            return recur_pb2.TranslateResponse(
-                results=[recur_pb2.NBest(hypotheses=[recur_pb2.Hypothesis(**h._asdict())
-                                                     for h in nbest]) for nbest in results],
-                model_version=model.version)
-
-        return await self._answer("Translate", request, context, handle)
-
-    async def ListModels(self, request, context):
-        async def handle():
-            entries = [e for n, e in sorted(self.registry.models.items())
-                       if not request.name or n == request.name]
-            if request.name and not entries:
-                raise RequestError(grpc.StatusCode.NOT_FOUND, f"no model {request.name!r}")
-            return recur_pb2.ListModelsResponse(models=[_status(e) for e in entries])
-
-        return await self._answer("ListModels", request, context, handle)
-
-    async def _unimplemented(self, method: str, what: str, request, context):
-        async def handle():
-            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"{method} is not served yet: {what} has not landed in this "
-                               "release; Translate and ListModels are served")
-
-        return await self._answer(method, request, context, handle)
-
-    async def Caption(self, request, context):
-        return await self._unimplemented("Caption", "the image captioner", request, context)
-
-    async def Tag(self, request, context):
-        return await self._unimplemented("Tag", "the POS tagger", request, context)
-
-    async def Generate(self, request, context):
-        return await self._unimplemented("Generate", "the character LM", request, context)
-
-    async def GenerateStream(self, request, context):
-        # A coroutine (not a generator) may serve a stream through context.write.
-        await self._unimplemented("GenerateStream", "the character LM", request, context)
-
-
-def _status(entry) -> recur_pb2.ModelStatus:
-    state = recur_pb2.ModelVersionStatus.State
-    versions = [recur_pb2.ModelVersionStatus(version=v, state=state.FAILED, error=e)
-                for v, e in sorted(entry.failures.items())]
-    metrics_, labels = {}, {}
-    if entry.loading:
-        versions.append(recur_pb2.ModelVersionStatus(version=entry.loading,
-                                                     state=state.LOADING))
-    if entry.served:
-        versions.append(recur_pb2.ModelVersionStatus(version=entry.served.version,
-                                                     state=state.AVAILABLE))
-        meta = entry.served.metadata
-        metrics_ = {k: float(v) for k, v in meta.get("metrics", {}).items()}
-        labels = {k: str(meta[k]) for k in ("source_language", "target_language", "created")
-                  if k in meta}
-    return recur_pb2.ModelStatus(name=entry.name, task=entry.task, versions=versions,
-                                 metrics=metrics_, labels=labels)
+    def _status(self, entry: ModelEntry) -> recur_pb2.ModelStatus:
+        state = recur_pb2.ModelVersionStatus.State
+        versions = [recur_pb2.ModelVersionStatus(version=v, state=state.FAILED, error=e)
+                    for v, e in sorted(entry.failures.items())]
+        figures, labels = {}, {}
+        if entry.loading:
+            versions.append(recur_pb2.ModelVersionStatus(version=entry.loading,
+                                                         state=state.LOADING))
+        if entry.served:
+            versions.append(recur_pb2.ModelVersionStatus(version=entry.served.version,
+                                                         state=state.AVAILABLE))
+            meta = entry.served.metadata
+            figures = {k: float(v) for k, v in meta.get(Meta.METRICS, {}).items()}
+            labels = self.tasks[entry.served.task].labels(meta)
+        return recur_pb2.ModelStatus(name=entry.name, task=entry.task, versions=versions,
+                                     metrics=figures, labels=labels)

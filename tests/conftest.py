@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from model.startup import import_tensorflow
 from serving.process import ServerProcess
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow()  # quietly, before any test module imports it
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,8 +44,8 @@ def tiny_export(tmp_path_factory, toy_corpus):
     It learns the toy task (BLEU ~100), so served answers can be checked for content.
     Returns (report, export base).
     """
-    from training.config import TranslateConfig
-    from training.translate import train_translation
+    from training.driver import train
+    from training.translate import TASK, TranslateConfig
 
     base = tmp_path_factory.mktemp("exports")
     config = TranslateConfig(
@@ -53,7 +53,7 @@ def tiny_export(tmp_path_factory, toy_corpus):
         units=64, dropout=0.1, max_source_tokens=16, max_target_tokens=20, batch_size=32,
         epochs=8, learning_rate=5e-3, export_base=str(base),
         run_dir=str(tmp_path_factory.mktemp("runs")))
-    return train_translation(config), base
+    return train(TASK, config), base
 
 
 def _serve(tiny_export, scheduling: str):

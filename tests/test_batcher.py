@@ -203,7 +203,7 @@ class Stepper:
         return len(self.running)
 
     def join(self, entries):
-        for ticket, _key, texts in entries:
+        for ticket, texts in entries:
             for index, text in enumerate(texts):
                 self.running[(ticket, index)] = [int(text[1:]), text]
 
@@ -211,15 +211,18 @@ class Stepper:
         self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
 
     def step(self, max_seconds=0.0):
+        """Each running input reports how many steps it has left, as its progress."""
         time.sleep(self.step_seconds)
         self.steps.append(sorted(text for _, text in self.running.values()))
-        finished = []
+        finished, progress = [], []
         for (ticket, index), entry in list(self.running.items()):
             entry[0] -= 1
             if entry[0] == 0:
                 del self.running[(ticket, index)]
                 finished.append((ticket, index, f"{entry[1]} done"))
-        return finished
+            else:
+                progress.append((ticket, index, f"{entry[0]} left"))
+        return finished, progress
 
     def reset(self):
         self.running.clear()
@@ -351,3 +354,32 @@ def test_a_request_near_its_deadline_is_not_left_behind_for_its_length():
 
     model = run(main())
     assert [sorted(batch) for _, batch in model.batches[2:]] == [["a", "b" * 40], ["c"]]
+
+
+def test_a_streaming_request_hears_each_step_and_leaves_when_cancelled():
+    """Per-step delivery: progress reaches the request's callback (with the input's index
+    in the request, across batch-sized parts) at every step; cancelling the stream frees
+    its rows at the next step."""
+    async def main():
+        decoder = Stepper()
+        batcher = await stepping(decoder, batch_timeout_ms=1, max_batch_size=2)
+        heard: list[tuple[int, str]] = []
+        result = await batcher.submit("k", ["x2", "x1", "x3"],
+                                      on_progress=lambda i, text: heard.append((i, text)))
+        endless: list[tuple[int, str]] = []
+        stream = asyncio.ensure_future(batcher.submit(
+            "k", ["x100000"], on_progress=lambda i, text: endless.append((i, text))))
+        while len(endless) < 3:
+            await asyncio.sleep(0.005)
+        stream.cancel()
+        after = await batcher.submit("k", ["x2"])
+        await batcher.close()
+        return result, heard, endless, after, decoder
+
+    result, heard, endless, after, decoder = run(main())
+    assert result == ["x2 done", "x1 done", "x3 done"]
+    assert (0, "1 left") in heard and (2, "2 left") in heard and (2, "1 left") in heard
+    assert not any(i == 1 for i, _ in heard), "x1 ends at its first step: nothing to stream"
+    assert endless[:3] == [(0, "99999 left"), (0, "99998 left"), (0, "99997 left")]
+    assert after == ["x2 done"]
+    assert "x100000" not in decoder.steps[-1], "the cancelled stream left the decode"

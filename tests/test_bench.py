@@ -17,7 +17,7 @@ def test_bench_writes_json_and_png(tiny_export, tmp_path):
     _, base = tiny_export
     output = tmp_path / "bench"
     run = subprocess.run(
-        [sys.executable, "-m", "serving.bench", str(base), "--model", "toy-en-fr",
+        [sys.executable, "-m", "benchmarks.load", str(base), "--model", "toy-en-fr",
          "--concurrency", "1", "4", "--overload-seconds", "1", "--mixed-requests", "32",
          "--output", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -3,6 +3,7 @@ exports next to good ones, and SIGTERM with requests in flight."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -52,6 +53,11 @@ def base(tiny_export, tmp_path) -> Path:
     broken.mkdir(parents=True)
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
     (broken / "recur.json").write_text('{"task": "translate"}')
+    for name, change in (("future-model", {"contract_version": 2}),
+                         ("poetry-model", {"task": "poetry"})):
+        shutil.copytree(exports / MODEL / "1", base / name / "1")
+        meta = json.loads((base / name / "1" / "recur.json").read_text())
+        (base / name / "1" / "recur.json").write_text(json.dumps({**meta, **change}))
     return base
 
 
@@ -100,6 +106,14 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
         with RecurClient(server.target) as client:
             statuses = {m.name: m for m in client.list_models().models}
             assert statuses["broken-model"].versions[0].state == State.FAILED
+            # exports of another contract version or of a task this server lacks: FAILED,
+            # saying what is wrong
+            (future,) = statuses["future-model"].versions
+            assert future.state == State.FAILED and "contract_version 2" in future.error
+            assert "re-export" in future.error
+            (poetry,) = statuses["poetry-model"].versions
+            assert poetry.state == State.FAILED and "names task 'poetry'" in poetry.error
+            assert "--task-modules" in poetry.error
             assert "broken-model" in statuses and statuses[MODEL].versions[0].version == 1
             # a half-written version never becomes visible; a corrupt one fails to load
             (base / MODEL / ".staging-7").mkdir()
@@ -114,7 +128,8 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
             assert response.results[0].hypotheses[0].text == "quatre cinq"
         text = scrape(server.metrics_url)
         assert metric(text, "recur_model_load_failures_total", model=MODEL) == 1
-        assert metric(text, "recur_model_load_failures_total", model="broken-model") == 1
+        for name in ("broken-model", "future-model", "poetry-model"):
+            assert metric(text, "recur_model_load_failures_total", model=name) == 1
     finally:
         assert server.stop() == 0
 

@@ -10,8 +10,8 @@ import keras
 import pytest
 
 from tests.conftest import ROOT
-from training.config import PROFILES, TranslateConfig
 from training.run import build_parser
+from training.translate import TASK, TranslateConfig
 
 
 def test_help_lists_every_option_with_its_default():
@@ -26,20 +26,20 @@ def test_help_lists_every_option_with_its_default():
 
 
 def test_flags_beat_profiles_which_beat_field_defaults():
-    from training.flags import config_from_args
+    from model.config import config_from_args
 
     args = build_parser().parse_args(["translate", "--profile", "quick", "--epochs", "7"])
-    config = config_from_args(TranslateConfig, args, PROFILES[TranslateConfig])
+    config = config_from_args(TranslateConfig, args, TASK.profiles)
     assert config.epochs == 7
-    assert config.units == PROFILES[TranslateConfig]["quick"]["units"]
+    assert config.units == TASK.profiles["quick"]["units"]
     assert config.clip_norm == TranslateConfig.clip_norm
 
 
-def test_tasks_still_to_come_say_so_and_fail():
-    out = subprocess.run([sys.executable, "-m", "training.run", "tag"], cwd=ROOT,
+def test_an_unknown_task_fails_and_lists_the_tasks():
+    out = subprocess.run([sys.executable, "-m", "training.run", "no-such-task"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert "has not landed yet" in out.stderr
+    assert "invalid choice: 'no-such-task'" in out.stderr and "translate" in out.stderr
 
 
 class Crash(keras.callbacks.Callback):
@@ -52,7 +52,7 @@ class Crash(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, toy_corpus):
-    from training.translate import train_translation
+    from training.driver import train
 
     config = TranslateConfig(
         train_file=str(toy_corpus), model_name="resume", vocab_size=40, embedding_dim=16,
@@ -60,11 +60,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, toy_corpus):
         epochs=2, patience=0, export_base=str(tmp_path / "exports"),
         run_dir=str(tmp_path / "runs"))
     with pytest.raises(KeyboardInterrupt):
-        train_translation(config, extra_callbacks=(Crash(),))
+        train(TASK, config, extra_callbacks=(Crash(),))
     assert (tmp_path / "runs" / "resume" / "sentencepiece.model").exists()
     assert not (tmp_path / "exports" / "resume").exists() or not list(
         (tmp_path / "exports" / "resume").iterdir()), "a crashed run must not export"
-    report = train_translation(config)
+    report = train(TASK, config)
     assert report.epochs_run == [1], "the second run must start at the second epoch"
     assert report.export_path.name == "1"
 
@@ -76,13 +76,13 @@ def test_gpu_oriented_flags_train_and_export_on_cpu(tmp_path, toy_corpus, flag):
 
     import tensorflow as tf
 
-    from training.translate import train_translation
+    from training.driver import train
 
     config = TranslateConfig(
         train_file=str(toy_corpus), model_name=flag, vocab_size=40, embedding_dim=16,
         units=16, max_source_tokens=16, max_target_tokens=20, batch_size=64, epochs=1,
         export_base=str(tmp_path / "exports"), run_dir=str(tmp_path / "runs"), **{flag: True})
-    report = train_translation(config)
+    report = train(TASK, config)
     assert keras.mixed_precision.global_policy().name == "float32", "policy restored"
     assert json.loads((report.export_path / "recur.json").read_text())["config"][flag]
     out = tf.saved_model.load(str(report.export_path)).signatures["translate"](

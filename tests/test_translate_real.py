@@ -7,8 +7,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from training.config import TranslateConfig
-from training.translate import train_translation
+from training.driver import train
+from training.translate import TASK, TranslateConfig
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -19,7 +19,7 @@ def test_language_pair_and_direction_are_flags(tmp_path):
         vocab_size=300, embedding_dim=16, units=32, epochs=1, batch_size=64,
         max_source_tokens=32, max_target_tokens=32, export_base=str(tmp_path / "exports"),
         run_dir=str(tmp_path / "runs"))
-    report = train_translation(config)
+    report = train(TASK, config)
     assert report.export_path == tmp_path / "exports" / "translate-es-en" / "1"
     meta = json.loads((report.export_path / "recur.json").read_text())
     assert (meta["source_language"], meta["target_language"]) == ("es", "en")

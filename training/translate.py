@@ -1,45 +1,68 @@
-"""The translation task: corpus -> SentencePiece -> Seq2Seq -> fit -> export -> BLEU.
+"""The translation task: Bible (or your) sentence pairs -> SentencePiece -> Seq2Seq ->
+the `translate` export, evaluated with BLEU and chrF on held-out books.
 
-A run directory (`RUN_DIR/NAME/`) holds what an interrupted run needs to resume:
-the SentencePiece model and Keras' epoch backup; TensorBoard logs go there too.
+The run directory (`RUN_DIR/NAME/`) keeps the SentencePiece model, so that a resumed
+run keeps its vocabulary.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import sys
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import keras
 import tensorflow as tf
 
-from model.export import directory_size, staged_export
+from model.config import option
+from model.contract import MAX_LENGTH, MAX_LENGTH_RATIO, TEXTS, TRANSLATE, Meta
 from model.losses import SmoothedCrossEntropy
-from model.seq2seq import Seq2Seq
+from model.seq2seq import Seq2Seq, Seq2SeqConfig
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
 from model.translator import Translator
-from serving.runners import DecodeKey, translate_batch
-from training.config import TranslateConfig
+from training.config import TrainingConfig
 from training.corpora import Splits, load_bible_pairs, read_parallel_tsv, split_fraction
+from training.driver import Prepared, TrainingTask
 from training.evaluate import bleu_chrf, translate_all
 from training.pipeline import translation_batches
-from training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
+Pairs = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class TranslateConfig(TrainingConfig, Seq2SeqConfig):
+    """Encoder-decoder translation on the Bible (or your own parallel TSV files)."""
+
+    source: str = option("en", "source language: en, fr, es, de, it, pt, en-kjv, en-bbe "
+                               "(see DATA.md)")
+    target: str = option("fr", "target language (same codes as --source)")
+    train_file: str = option("", "your own training pairs, source<TAB>target per line; "
+                                 "empty = the Bible corpus")
+    dev_file: str = option("", "your own dev pairs; empty = 10%% of --train-file (and 10%% "
+                               "for test), or the Bible's held-out dev and test books")
+    vocab_size: int = option(8000, "SentencePiece vocabulary, shared by both languages")
+    label_smoothing: float = option(0.1, "share of each target's probability spread over "
+                                         "the vocabulary")
+    max_source_tokens: int = option(64, "source subwords kept per sentence (EOS included)")
+    max_target_tokens: int = option(80, "target subwords kept per sentence (EOS included)")
+    max_length_ratio: float = option(2.0, "outputs may have ratio x source subwords + 10 "
+                                          "(0 = no relative limit); exported as the default")
+    eval_beam_width: int = option(4, "beam width of the final BLEU (greedy is measured too)")
+    eval_length_penalty: float = option(0.6, "GNMT length penalty alpha of the final BLEU")
+
+    def default_name(self) -> str:
+        return f"translate-{self.source}-{self.target}"
+
 
 @dataclass
-class TrainingReport:
-    export_path: Path
-    export_bytes: int
-    train_seconds: float
-    epochs_run: list[int]
-    metrics: dict[str, float]
+class TranslationData(Prepared):
+    tokenizer: SubwordTokenizer
+    train_pairs: int
+    held_out: dict[str, Pairs]  # "dev", "test" -> pairs
 
 
 def load_pairs(config: TranslateConfig) -> Splits:
@@ -57,18 +80,7 @@ def _subset(items: list, limit: int, seed: int) -> list:
     return random.Random(seed).sample(items, limit)
 
 
-def build_model(config: TranslateConfig, vocab_size: int) -> Seq2Seq:
-    model = Seq2Seq(vocab_size, config.embedding_dim, config.units, config.cell, config.dropout,
-                    config.encoder_layers)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss=SmoothedCrossEntropy(config.label_smoothing),
-        jit_compile=config.jit_compile,
-    )
-    return model
-
-
-def load_or_train_tokenizer(config: TranslateConfig, train: list[tuple[str, str]],
+def load_or_train_tokenizer(config: TranslateConfig, train: Pairs,
                             run_dir: Path) -> SubwordTokenizer:
     """Reuses the run directory's SentencePiece model, so a resumed run keeps its vocabulary."""
     path = run_dir / "sentencepiece.model"
@@ -82,110 +94,89 @@ def load_or_train_tokenizer(config: TranslateConfig, train: list[tuple[str, str]
     return SubwordTokenizer(proto)
 
 
-def evaluate_export(path: Path, config: TranslateConfig,
-                    splits: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
-    """BLEU and chrF per split, greedy and beam search, through the exported signature
-    called exactly as the server calls it."""
-    signature = tf.saved_model.load(str(path)).signatures["translate"]
-    metrics: dict[str, float] = {}
-    for decoder, beam in (("greedy", 1), (f"beam{config.eval_beam_width}",
-                                          config.eval_beam_width)):
-        key = DecodeKey(beam, 1, config.eval_length_penalty, config.max_target_tokens - 1,
-                        config.max_length_ratio)
+class TranslateTask(TrainingTask):
+    name = TRANSLATE.task
+    description = "encoder-decoder translation with attention (default: Bible en->fr)"
+    config = TranslateConfig
+    # `quick` trains in minutes on 2 CPU cores for demos, `full` trains the real model
+    # (hours on a CPU, far less on a GPU).
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": dict(vocab_size=4000, embedding_dim=128, units=256, max_source_tokens=48,
+                      max_target_tokens=64, batch_size=64, epochs=3, learning_rate=2e-3),
+        "full": dict(dropout=0.3, epochs=12),
+    }
 
-        def translate(sources: list[str], key: DecodeKey = key) -> list[str]:
-            return [nbest[0].text for nbest in translate_batch(signature, key, sources)]
+    def prepare(self, config: TranslateConfig, run_dir: Path) -> TranslationData:
+        splits = load_pairs(config)
+        train = _subset(splits.train, config.max_train_examples, config.seed)
+        held_out = {"dev": _subset(splits.dev, config.max_eval_examples, config.seed),
+                    "test": _subset(splits.test, config.max_eval_examples, config.seed)}
+        log.info("training on %d pairs; evaluating on %d dev and %d test pairs", len(train),
+                 len(held_out["dev"]), len(held_out["test"]))
+        tokenizer = load_or_train_tokenizer(config, train, run_dir)
+        batches = dict(batch_size=config.batch_size, max_source_tokens=config.max_source_tokens,
+                       max_target_tokens=config.max_target_tokens)
+        return TranslationData(
+            train=translation_batches(train, tokenizer, shuffle_seed=config.seed, **batches),
+            dev=translation_batches(held_out["dev"], tokenizer, **batches),
+            tokenizer=tokenizer, train_pairs=len(train), held_out=held_out)
 
-        for split, pairs in splits.items():
-            if not pairs:
-                continue
-            hypotheses = translate_all(translate, [s for s, _ in pairs],
-                                       desc=f"{split} {decoder}")
-            for key, value in bleu_chrf(hypotheses, [t for _, t in pairs]).items():
-                metrics[f"{split}_{key}_{decoder}"] = value
-            if decoder == "greedy" and split == "dev":
-                for (source, reference), hypothesis in zip(pairs[:3], hypotheses[:3],
-                                                           strict=True):
-                    log.info("dev sample: %s\n    -> %s\n    (reference: %s)", source,
-                             hypothesis, reference)
-        log.info("%s: %s", decoder, {k: v for k, v in metrics.items() if k.endswith(decoder)})
-    return metrics
+    def build_model(self, config: TranslateConfig, data: TranslationData) -> keras.Model:
+        return Seq2Seq.from_hyperparameters(data.tokenizer.vocab_size, config)
 
+    def loss(self, config: TranslateConfig) -> keras.losses.Loss:
+        return SmoothedCrossEntropy(config.label_smoothing)
 
-def train_translation(config: TranslateConfig,
-                      extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()
-                      ) -> TrainingReport:
-    """Trains, exports and evaluates; `extra_callbacks` go to Keras' fit after ours."""
-    previous = keras.mixed_precision.global_policy()
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        return _train_translation(config, extra_callbacks)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    def export(self, config: TranslateConfig, model: keras.Model, data: TranslationData,
+               path: Path) -> None:
+        Translator(model, data.tokenizer, config.max_source_tokens).save(path)
 
+    def evaluate(self, config: TranslateConfig, path: Path,
+                 data: TranslationData) -> dict[str, float]:
+        """BLEU and chrF per split, greedy and beam search, through the exported signature
+        called exactly as the server calls it."""
+        signature = tf.saved_model.load(str(path)).signatures[TRANSLATE.signature.name]
+        figures: dict[str, float] = {}
+        beam = config.eval_beam_width
+        for decoder, width in (("greedy", 1), (f"beam{beam}", beam)):
+            options = dict(beam_width=width, num_hypotheses=1,
+                           length_penalty=config.eval_length_penalty,
+                           max_length=config.max_target_tokens - 1,
+                           max_length_ratio=config.max_length_ratio)
 
-def _train_translation(config: TranslateConfig,
-                       extra_callbacks: tuple[keras.callbacks.Callback, ...]) -> TrainingReport:
-    keras.utils.set_random_seed(config.seed)
-    splits = load_pairs(config)
-    train = _subset(splits.train, config.max_train_examples, config.seed)
-    held_out = {"dev": _subset(splits.dev, config.max_eval_examples, config.seed),
-                "test": _subset(splits.test, config.max_eval_examples, config.seed)}
-    log.info("training on %d pairs; evaluating on %d dev and %d test pairs", len(train),
-             len(held_out["dev"]), len(held_out["test"]))
+            def translate(sources: list[str], options: dict = options) -> list[str]:
+                out = TRANSLATE.signature.call(
+                    signature, [{**options, TEXTS.name: s} for s in sources])
+                return [text.decode("utf-8") for text in out["texts"][:, 0]]
 
-    run_dir = Path(config.run_dir) / config.name
-    tokenizer = load_or_train_tokenizer(config, train, run_dir)
-    batches = dict(batch_size=config.batch_size, max_source_tokens=config.max_source_tokens,
-                   max_target_tokens=config.max_target_tokens)
-    train_ds = translation_batches(train, tokenizer, shuffle_seed=config.seed, **batches)
-    dev_ds = translation_batches(held_out["dev"], tokenizer, **batches)
+            for split, pairs in data.held_out.items():
+                if not pairs:
+                    continue
+                hypotheses = translate_all(translate, [s for s, _ in pairs],
+                                           desc=f"{split} {decoder}")
+                for key, value in bleu_chrf(hypotheses, [t for _, t in pairs]).items():
+                    figures[f"{split}_{key}_{decoder}"] = value
+                if decoder == "greedy" and split == "dev":
+                    for (source, reference), hypothesis in zip(pairs[:3], hypotheses[:3],
+                                                               strict=True):
+                        log.info("dev sample: %s\n    -> %s\n    (reference: %s)", source,
+                                 hypothesis, reference)
+            log.info("%s: %s", decoder,
+                     {k: v for k, v in figures.items() if k.endswith(decoder)})
+        return figures
 
-    model = build_model(config, tokenizer.vocab_size)
-    for inputs, _ in train_ds.take(1):
-        model(inputs)  # build the weights, so BackupAndRestore can restore into them
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
-    ]
-    if config.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            patience=config.patience, restore_best_weights=True, verbose=1))
-    interactive = sys.stderr.isatty()
-    if not interactive:
-        callbacks.append(ProgressLog())
-    started = time.monotonic()
-    with warnings.catch_warnings():
-        # tf.data with length buckets has no known size; Keras warns at each epoch's end.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(train_ds, validation_data=dev_ds, epochs=config.epochs,
-                            shuffle=False, callbacks=[*callbacks, *extra_callbacks],
-                            verbose=1 if interactive else 0)
-    train_seconds = time.monotonic() - started
-
-    translator = Translator(model, tokenizer, config.max_source_tokens)
-    with staged_export(Path(config.export_base), config.name) as staged:
-        translator.save(staged.path)
-        metrics = evaluate_export(staged.path, config, held_out)
-        staged.metadata = {
-            "task": "translate",
-            "signature": "translate",
-            "name": config.name,
+    def metadata(self, config: TranslateConfig, data: TranslationData) -> dict[str, Any]:
+        return {
+            Meta.SIGNATURE: TRANSLATE.signature.name,
             "source_language": config.source,
             "target_language": config.target,
-            "max_length": config.max_target_tokens - 1,
-            "max_length_ratio": config.max_length_ratio,
-            "vocab_size": tokenizer.vocab_size,
-            "train_pairs": len(train),
-            "train_seconds": round(train_seconds, 1),
-            "epochs_run": len(history.epoch),
-            "metrics": metrics,
+            MAX_LENGTH.name: config.max_target_tokens - 1,
+            MAX_LENGTH_RATIO.name: config.max_length_ratio,
+            "vocab_size": data.tokenizer.vocab_size,
+            "train_pairs": data.train_pairs,
             "eval": {"beam_width": config.eval_beam_width,
                      "length_penalty": config.eval_length_penalty},
-            "config": dataclasses.asdict(config),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-    assert staged.final_path is not None
-    return TrainingReport(staged.final_path, directory_size(staged.final_path), train_seconds,
-                          list(history.epoch), metrics)
+
+
+TASK = TranslateTask()

@@ -124,7 +124,7 @@ class TagResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[TaggedText, _Mapping]]] = ..., model_version: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "max_chars", "temperature", "top_k", "seed", "beam_width")
+    __slots__ = ("model", "prompt", "max_chars", "temperature", "top_k", "seed", "beam_width", "top_p")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_CHARS_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class GenerateRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     BEAM_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
     model: ModelSpec
     prompt: str
     max_chars: int
@@ -139,7 +140,8 @@ class GenerateRequest(_message.Message):
     top_k: int
     seed: int
     beam_width: int
-    def __init__(self, model: _Optional[_Union[ModelSpec, _Mapping]] = ..., prompt: _Optional[str] = ..., max_chars: _Optional[int] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., beam_width: _Optional[int] = ...) -> None: ...
+    top_p: float
+    def __init__(self, model: _Optional[_Union[ModelSpec, _Mapping]] = ..., prompt: _Optional[str] = ..., max_chars: _Optional[int] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., beam_width: _Optional[int] = ..., top_p: _Optional[float] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text", "log_prob", "model_version")

@@ -1,6 +1,6 @@
 """Load benchmark: the real server on loopback, driven by concurrent gRPC clients.
 
-    python -m serving.bench exports --model translate-en-fr --output bench
+    python -m benchmarks.load exports --model translate-en-fr --output bench
 
 With beam 4 on real held-out sentences (the Bible test books), it starts
 `python -m serving` on free localhost ports once per scheduling policy (step,
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import grpc
 
+from benchmarks.decode import decode_options, load_signature, load_sources, measure
+from model.export import versions
 from protos.recur.v1 import recur_pb2
 from serving.batcher import SCHEDULING
 from serving.client import RecurClient
@@ -235,7 +237,7 @@ def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
     parser.add_argument("--model", default="translate-en-fr", help="(default: %(default)s)")
@@ -266,22 +268,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra flags for python -m serving (default: none)")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    from serving.decode_benchmark import load_sources, measure
-    from serving.runners import DecodeKey
-
     export = Path(args.model_base_path) / args.model
-    version = max(int(p.name) for p in export.iterdir() if p.name.isdigit())
-    metadata = json.loads((export / str(version) / "recur.json").read_text())
+    version = max(versions(export))
+    signature, metadata = load_signature(str(export / str(version)))
     sources = load_sources("", metadata.get("source_language", "en"), 1024)
-    signature = tf.saved_model.load(str(export / str(version))).signatures["translate"]
-    key = DecodeKey(args.beam_width, 1, 0.6, int(metadata["max_length"]),
-                    float(metadata.get("max_length_ratio", 2.0)))
+    options = decode_options(metadata, args.beam_width, 0.6)
 
     def offline(batch_size: int, total: int) -> dict:
-        return measure(signature, sources[:total], batch_size, key)
+        return measure(signature, sources[:total], batch_size, options)
 
     results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
                      "cpu_cores": os.cpu_count(),

@@ -1,5 +1,7 @@
 """Typed dataclass configurations as command-line flags, one flag per field.
 
+Shared by training (`python -m training.run`), serving (`python -m serving`) and the
+models' own hyperparameter configs, which is why it sits at the bottom, in `model/`.
 Every field is one `--flag` (underscores become dashes) whose help names its
 default; a profile is a named set of field values. Precedence, highest first:
 a flag on the command line, an environment variable (PREFIX + FIELD_NAME in

@@ -1,6 +1,6 @@
 """Offline decoding throughput of a translation export, called in-process.
 
-    python -m serving.decode_benchmark exports/translate-en-fr/1 --batch-sizes 1 64
+    python -m benchmarks.decode exports/translate-en-fr/1 --batch-sizes 1 64
 
 Translates real held-out sentences (the Bible test books, or --source-file) in
 batches through the SavedModel's `translate` signature, after one warm-up batch,
@@ -17,27 +17,35 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from model.startup import import_tensorflow
 
-import tensorflow as tf
-import tensorflow_text  # noqa: F401 - registers the SentencePiece ops
+import_tensorflow()  # before anything else imports it: quietly
 
-from model.export import read_metadata
-from serving.runners import DecodeKey, translate_batch
+import tensorflow as tf  # noqa: E402
+
+from model.contract import MAX_LENGTH, MAX_LENGTH_RATIO, TEXTS, TRANSLATE, Meta  # noqa: E402
+from model.export import read_metadata  # noqa: E402
+from training.corpora import load_bible_pairs  # noqa: E402
 
 
-def measure(signature, sources: list[str], batch_size: int, key: DecodeKey) -> dict:
+def translate(signature, sources: list[str], options: Mapping) -> list[int]:
+    """Translates a batch exactly as the server does; returns each best output's length."""
+    out = TRANSLATE.signature.call(signature, [{**options, TEXTS.name: s} for s in sources])
+    return out["num_tokens"][:, 0].tolist()
+
+
+def measure(signature, sources: list[str], batch_size: int, options: Mapping) -> dict:
     """Decodes `sources` in batches of `batch_size`; one untimed warm-up batch first."""
-    translate_batch(signature, key, sources[:batch_size])
+    translate(signature, sources[:batch_size], options)
     latencies, tokens = [], 0
     started = time.perf_counter()
     for start in range(0, len(sources), batch_size):
         batch_started = time.perf_counter()
-        results = translate_batch(signature, key, sources[start:start + batch_size])
+        tokens += sum(translate(signature, sources[start:start + batch_size], options))
         latencies.append(time.perf_counter() - batch_started)
-        tokens += sum(nbest[0].num_tokens for nbest in results)
     seconds = time.perf_counter() - started
     return {
         "batch_size": batch_size,
@@ -49,20 +57,31 @@ def measure(signature, sources: list[str], batch_size: int, key: DecodeKey) -> d
     }
 
 
+def decode_options(metadata: Mapping, beam_width: int, length_penalty: float) -> dict:
+    """The options a server gives a request that sets only these two."""
+    return {"beam_width": beam_width, "num_hypotheses": 1, "length_penalty": length_penalty,
+            MAX_LENGTH.name: int(metadata.get(MAX_LENGTH.name, 512)),
+            MAX_LENGTH_RATIO.name: float(metadata.get(MAX_LENGTH_RATIO.name, 2.0))}
+
+
+def load_signature(export: str):
+    metadata = read_metadata(Path(export))
+    name = metadata.get(Meta.SIGNATURE, TRANSLATE.signature.name)
+    return tf.saved_model.load(export).signatures[name], metadata
+
+
 def load_sources(source_file: str, language: str, count: int) -> list[str]:
     if source_file:
         lines = [line.strip() for line in Path(source_file).read_text().splitlines()]
         sources = [line for line in lines if line]
     else:
-        from training.corpora import load_bible_pairs
-
         sources = [s for s, _ in load_bible_pairs(language, "fr" if language != "fr" else "en")
                    .test]
     return sources[:count]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.decode_benchmark",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export", help="a version directory, e.g. exports/translate-en-fr/1")
@@ -80,19 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    metadata = read_metadata(Path(args.export))
-    signature = tf.saved_model.load(args.export).signatures[metadata.get("signature",
-                                                                       "translate")]
+    signature, metadata = load_signature(args.export)
     sources = load_sources(args.source_file, metadata.get("source_language", "en"),
                            args.sentences)
-    key = DecodeKey(args.beam_width, 1, args.length_penalty,
-                    int(metadata.get("max_length", 512)),
-                    float(metadata.get("max_length_ratio", 2.0)))
+    options = decode_options(metadata, args.beam_width, args.length_penalty)
     print(f"{args.export}: {len(sources)} sentences, beam {args.beam_width}, "
           f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
     results = []
     for batch_size in args.batch_sizes:
-        result = measure(signature, sources, batch_size, key)
+        result = measure(signature, sources, batch_size, options)
         results.append(result)
         print(f"batch {batch_size:>3}: {result['sentences_per_second']:8.2f} sentences/s "
               f"{result['target_tokens_per_second']:9.1f} target tokens/s "

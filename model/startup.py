@@ -1,0 +1,46 @@
+"""Quiet TensorFlow start-up: no banner lines unless a log level asks for them.
+
+TensorFlow 2.21's native libraries print their start-up lines (oneDNN, cudart_stub,
+cuInit...) through Abseil before its logging is initialised, so TF_CPP_MIN_LOG_LEVEL
+cannot hide them. Entry points call `import_tensorflow()` before anything imports
+TensorFlow: the import, device discovery and oneDNN's one-time complaint about int64
+and bool tensors (printed at the first graph that transposes one, i.e. every RNN) then
+run with the process's stderr sent to /dev/null. TF_CPP_MIN_LOG_LEVEL=0 or 1 keeps
+them, for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+
+
+@contextmanager
+def _native_stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow() -> None:
+    """Imports TensorFlow (and tensorflow-text's ops) and discovers devices, quietly
+    unless TF_CPP_MIN_LOG_LEVEL is 0 or 1. Python errors still surface: stderr is back
+    before they are raised."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1")
+    with _native_stderr_silenced() if quiet else nullcontext():
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401
+
+        tf.config.list_physical_devices()
+        tf.function(lambda t: tf.transpose(t))(tf.zeros([2, 3], tf.int64))

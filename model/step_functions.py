@@ -1,0 +1,100 @@
+"""What every decoder export shares: the step-level functions, written once.
+
+A decoder's exported module (the translator, and every model kind that decodes with
+the one beam search) subclasses `DecoderExport`: it supplies its step function and its
+detokenizer; this class turns finished hypotheses into n-best outputs, supplies
+`advance` (see `model/contract.py`) and saves it with the task's signature and `begin`,
+traced for any batch, time and source length.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from model.beam_search import (
+    Beams,
+    BeamSearch,
+    State,
+    finished_rows,
+    hypotheses_only,
+    select_rows,
+    settled,
+)
+from model.contract import DECODE_STEPS, ENDED, NBEST, PARTIAL_TEXTS, STEPS, TaskContract
+from model.export import portable_kernels
+
+
+class DecoderExport(tf.Module):
+    """Base of a decoder's exported `tf.Module`.
+
+    Subclasses implement `decode_step` (a `beam_search.StepFn`) and `detokenize`; they
+    define the task's signature function and `begin` with the input signatures of the
+    task's contract, and call `save_functions`. With `streams`, `advance` also returns
+    each input's settled text (`partial_texts`).
+    """
+
+    streams = False
+
+    def __init__(self, name: str, beam_search: BeamSearch):
+        super().__init__(name=name)
+        self.beam_search = beam_search
+        # Traced for any batch, time and source length in `save_functions`, where the
+        # specs of the model's state are known.
+        self.advance = tf.function(self._advance)
+
+    def decode_step(self, tokens: tf.Tensor, state: State, context: State, steps: tf.Tensor
+                    ) -> tuple[tf.Tensor, State]:
+        raise NotImplementedError
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """[batch, (time)] output ids (no specials) -> [batch] strings."""
+        raise NotImplementedError
+
+    def finish(self, beams: Beams, num_hypotheses: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Beams of ended inputs (the model's tensors may be left out, see
+        `hypotheses_only`) -> the n-best outputs (`NBEST`), each [batch, n]."""
+        result = self.beam_search.finalize(beams, num_hypotheses)
+        batch, n = tf.shape(result.lengths)[0], tf.shape(result.lengths)[1]
+        flat = tf.RaggedTensor.from_tensor(
+            tf.reshape(result.tokens, [batch * n, -1]), lengths=tf.reshape(result.lengths, [-1]))
+        texts = tf.reshape(self.detokenize(flat), [batch, n])
+        return dict(zip(NBEST, (texts, result.scores, result.log_probs, result.lengths),
+                        strict=True))
+
+    def partial_texts(self, beams: Beams) -> tf.Tensor:
+        """[batch] each input's settled output so far (see `beam_search.settled`)."""
+        tokens, lengths = settled(beams)
+        return self.detokenize(tf.RaggedTensor.from_tensor(tokens, lengths=lengths))
+
+    def _advance(self, beams: Beams, max_steps) -> tuple[Beams, dict[str, tf.Tensor]]:
+        """Steps every input in `beams` until one ends, at most `max_steps` times.
+
+        Returns the beams and: `ended` [batch] bool, the inputs that ended (all of them:
+        the driver drops ended inputs before the next call); `steps` [], steps taken;
+        for the ended inputs, `decode_steps` [ended] and their results with every
+        hypothesis (the driver keeps as many as each asked for); `partial_texts` [batch]
+        for tasks that stream.
+        """
+        after = self.beam_search.run(self.decode_step, beams, max_steps, until_any_ends=True)
+        ended = finished_rows(after)
+        done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
+        outputs = {ENDED: ended, STEPS: tf.reduce_max(after.step - beams.step),
+                   DECODE_STEPS: done.step, **self.finish(done, tf.shape(after.log_probs)[1])}
+        if self.streams:
+            outputs[PARTIAL_TEXTS] = self.partial_texts(after)
+        return after, outputs
+
+    def save_functions(self, path, contract: TaskContract, signature, begin,
+                       model: tf.Module) -> None:
+        """Writes the SavedModel: `signature` under the contract's name and as
+        `serving_default`, plus `begin` and `advance`, with `model`'s recurrent layers
+        traced with portable (non-cuDNN) kernels."""
+        assert contract.begin is not None, f"task {contract.task!r} has no step functions"
+        with portable_kernels(model):
+            function = signature.get_concrete_function(*contract.signature.inputs)
+            beams, _ = begin.get_concrete_function(*contract.begin.inputs).structured_outputs
+            any_shape = tf.nest.map_structure(
+                lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), beams)
+            self.advance.get_concrete_function(any_shape, tf.TensorSpec([], tf.int32))
+            tf.saved_model.save(self, str(path), signatures={contract.signature.name: function,
+                                                             "serving_default": function})

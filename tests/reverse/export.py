@@ -1,0 +1,85 @@
+"""The reverse task's model side: an in-graph character tokenizer and the exported
+module (the translator's Seq2Seq, any sampler options per input, streaming on)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from model.beam_search import BeamSearch
+from model.contract import DECODE_STEPS, SOURCE_TOKENS
+from model.sampling import sampling
+from model.seq2seq import Seq2Seq
+from model.step_functions import DecoderExport
+from model.tokenizer import BOS_ID, EOS_ID, UNK_ID
+from tests.reverse.contract import MAX_CHARS, REVERSE
+
+FIRST_CHAR_ID = 4  # after PAD, UNK, BOS, EOS
+
+
+class CharTokenizer(tf.Module):
+    """Each character of `alphabet` is one id (others are UNK), in the graph; the same
+    interface as `model.tokenizer.SubwordTokenizer`, so the training pipeline takes it."""
+
+    def __init__(self, alphabet: str):
+        super().__init__(name="char_tokenizer")
+        codepoints = tf.constant([ord(c) for c in alphabet], tf.int32)
+        self.vocab_size = FIRST_CHAR_ID + len(alphabet)
+        self._ids = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            codepoints, tf.range(FIRST_CHAR_ID, self.vocab_size)), default_value=UNK_ID)
+        self._codepoints = tf.concat([tf.fill([FIRST_CHAR_ID], ord("?")), codepoints], 0)
+
+    def tokenize(self, texts: tf.Tensor, max_tokens: int | None = None) -> tf.RaggedTensor:
+        """[batch] strings -> [batch, (time)] ids, truncated, EOS appended."""
+        ids = tf.ragged.map_flat_values(self._ids.lookup,
+                                        tf.strings.unicode_decode(texts, "UTF-8"))
+        if max_tokens is not None:
+            ids = ids[:, :max_tokens - 1]
+        return tf.concat([ids, tf.fill([ids.nrows(), 1], EOS_ID)], axis=1)
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        codepoints = tf.ragged.map_flat_values(lambda i: tf.gather(self._codepoints, i), ids)
+        return tf.strings.unicode_encode(codepoints, "UTF-8")
+
+
+class Reverser(DecoderExport):
+    streams = True
+
+    def __init__(self, model: Seq2Seq, tokenizer: CharTokenizer):
+        super().__init__("reverser", BeamSearch(BOS_ID, EOS_ID))
+        self.model = model
+        self.model_variables = list(model.variables)
+        self.tokenizer = tokenizer
+
+    @tf.function(input_signature=REVERSE.signature.inputs)
+    def reverse(self, texts, beam_width, num_hypotheses, length_penalty, max_length,
+                temperature, top_k, top_p, seed):
+        beams, source_tokens = self._begin(texts, beam_width, length_penalty, max_length,
+                                           temperature, top_k, top_p, seed)
+        beams = self.beam_search.run(self.decode_step, beams)
+        return {**self.finish(beams, num_hypotheses), SOURCE_TOKENS: source_tokens,
+                DECODE_STEPS: tf.reduce_max(beams.step)}
+
+    @tf.function(input_signature=REVERSE.begin.inputs)
+    def begin(self, texts, beam_width, length_penalty, max_length, temperature, top_k, top_p,
+              seed):
+        return self._begin(texts, beam_width, length_penalty, max_length, temperature, top_k,
+                           top_p, seed)
+
+    def _begin(self, texts, beam_width, length_penalty, max_length, temperature, top_k, top_p,
+               seed):
+        source = self.tokenizer.tokenize(texts, MAX_CHARS)
+        source_tokens = tf.cast(source.row_lengths(), tf.int32)
+        batch = tf.shape(source_tokens)[0]
+        state, context = self.model.start_decoding(source.to_tensor())
+        return self.beam_search.initialize(
+            state, context, beam_width, length_penalty, tf.broadcast_to(max_length, [batch]),
+            sampling=sampling(temperature, top_k, top_p, seed, batch)), source_tokens
+
+    def decode_step(self, tokens, state, context, steps):
+        return self.model.decode_step(tokens, state, context, steps)
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        return self.tokenizer.detokenize(ids)
+
+    def save(self, path) -> None:
+        self.save_functions(path, REVERSE, self.reverse, self.begin, self.model)

@@ -1,0 +1,148 @@
+"""The one training driver: the loop every task shares, written once.
+
+A task (`TrainingTask`, one module per model kind, listed in `training.tasks`)
+supplies its corpus and tf.data pipelines, model, loss and metrics, exporter and
+evaluation; the driver does the rest: seeding, mixed precision, Adam with gradient
+clipping by global norm, fit with progress and TensorBoard (loss, gradient norm),
+resume from the run directory, early stopping on the task's dev figure, then a
+staged export, evaluated through the exported functions themselves, with its
+`recur.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import tensorflow as tf
+
+from model.contract import CONTRACT_VERSION, Meta
+from model.export import directory_size, staged_export
+from training.config import TrainingConfig
+from training.progress import ProgressLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """What a task's `prepare` gives the driver; tasks subclass it to keep what their
+    export and evaluation need (vocabulary, held-out examples...)."""
+
+    train: tf.data.Dataset  # (inputs, targets) batches, reshuffled every epoch
+    dev: tf.data.Dataset
+
+
+class TrainingTask:
+    """A model kind on the training side. Subclasses set the class attributes and
+    implement the methods."""
+
+    name: ClassVar[str]  # `python -m training.run NAME`, and recur.json's task
+    description: ClassVar[str]  # one line for --help
+    config: ClassVar[type[TrainingConfig]]
+    profiles: ClassVar[dict[str, dict[str, Any]]]  # `quick` first: the default
+    monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")  # early stopping on
+
+    def prepare(self, config: Any, run_dir: Path) -> Prepared:
+        raise NotImplementedError
+
+    def build_model(self, config: Any, data: Prepared) -> keras.Model:
+        """The model, not compiled (the driver compiles it with `loss` and `metrics`)."""
+        raise NotImplementedError
+
+    def loss(self, config: Any) -> keras.losses.Loss:
+        raise NotImplementedError
+
+    def metrics(self, config: Any) -> list:
+        return []
+
+    def export(self, config: Any, model: keras.Model, data: Prepared, path: Path) -> None:
+        """Writes the SavedModel into `path` (the staging directory)."""
+        raise NotImplementedError
+
+    def evaluate(self, config: Any, path: Path, data: Prepared) -> dict[str, float]:
+        """Evaluation figures, computed through the export at `path`."""
+        raise NotImplementedError
+
+    def metadata(self, config: Any, data: Prepared) -> dict[str, Any]:
+        """The task's own recur.json keys (labels, option defaults...)."""
+        return {}
+
+
+@dataclass
+class TrainingReport:
+    export_path: Path
+    export_bytes: int
+    train_seconds: float
+    epochs_run: list[int]
+    metrics: dict[str, float]
+
+
+def train(task: TrainingTask, config: TrainingConfig,
+          extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainingReport:
+    """Trains, exports and evaluates; `extra_callbacks` go to Keras' fit after ours."""
+    previous = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train(task, config, extra_callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(task: TrainingTask, config: TrainingConfig,
+           extra_callbacks: tuple[keras.callbacks.Callback, ...]) -> TrainingReport:
+    keras.utils.set_random_seed(config.seed)
+    run_dir = Path(config.run_dir) / config.name
+    data = task.prepare(config, run_dir)
+    model = task.build_model(config, data)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
+        loss=task.loss(config), metrics=task.metrics(config), jit_compile=config.jit_compile)
+    for inputs, _ in data.train.take(1):
+        model(inputs)  # build the weights, so BackupAndRestore can restore into them
+    monitor, mode = task.monitor
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
+    ]
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=config.patience, restore_best_weights=True,
+            verbose=1))
+    interactive = sys.stderr.isatty()
+    if not interactive:
+        callbacks.append(ProgressLog())
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        # tf.data with length buckets has no known size; Keras warns at each epoch's end.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(data.train, validation_data=data.dev, epochs=config.epochs,
+                            shuffle=False, callbacks=[*callbacks, *extra_callbacks],
+                            verbose=1 if interactive else 0)
+    train_seconds = time.monotonic() - started
+
+    with staged_export(Path(config.export_base), config.name) as staged:
+        task.export(config, model, data, staged.path)
+        figures = task.evaluate(config, staged.path, data)
+        staged.metadata = {
+            Meta.TASK: task.name,
+            Meta.CONTRACT_VERSION: CONTRACT_VERSION,
+            "name": config.name,
+            **task.metadata(config, data),
+            "train_seconds": round(train_seconds, 1),
+            "epochs_run": len(history.epoch),
+            Meta.METRICS: figures,
+            "config": dataclasses.asdict(config),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    assert staged.final_path is not None
+    return TrainingReport(staged.final_path, directory_size(staged.final_path), train_seconds,
+                          list(history.epoch), figures)
