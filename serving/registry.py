@@ -177,12 +177,13 @@ class ModelRegistry:
                                  name)
         batching, decoder = self.per_model.get(name, self.batching), None
         if batching.scheduling == "step":
-            if task.contract.begin is not None and has_step_functions(loaded):
+            if task.contract.begin is None:  # not a decoder: nothing to step
+                batching = dataclasses.replace(batching, scheduling="request")
+            elif has_step_functions(loaded):
                 decoder = StepDecoder(name, loaded, task.contract.begin)
             else:
                 log.warning("%s has no step functions (begin/advance): it is served with "
-                            "request scheduling%s", path, "; re-export it for step scheduling"
-                            if task.contract.begin is not None else "")
+                            "request scheduling; re-export it for step scheduling", path)
                 batching = dataclasses.replace(batching, scheduling="request")
         rows = task.warm_up(metadata, self.limits).merged()
         await asyncio.to_thread(self._warm_up, runner, decoder, rows)

@@ -78,23 +78,19 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         """Sends what the decode settles as it goes (step scheduling; under request
         scheduling everything comes at the end), then the final messages."""
         async def handle(deadline: float | None):
-            updates: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+            updates: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
             model, task, inputs, pending = self._submit(
                 method, request, deadline, lambda index, text: updates.put_nowait((index, text)))
             stream = task.stream(method, request, inputs, model.version)
             results = asyncio.ensure_future(pending)
-            update: asyncio.Future = asyncio.get_running_loop().create_future()
+            # The batcher reports progress before it answers, so None comes last.
+            results.add_done_callback(lambda _: updates.put_nowait(None))
             try:
-                while not results.done() or not updates.empty():
-                    update = asyncio.ensure_future(updates.get())
-                    await asyncio.wait({update, results}, return_when=asyncio.FIRST_COMPLETED)
-                    if not update.done():
-                        continue
-                    for message in stream.update(*update.result()):
+                while (update := await updates.get()) is not None:
+                    for message in stream.update(*update):
                         await context.write(message)
                 messages, tokens = stream.finish(results.result())
             finally:
-                update.cancel()
                 results.cancel()  # a client gone mid-stream frees its rows at the next step
             for message in messages:
                 await context.write(message)
