@@ -15,17 +15,16 @@ import dataclasses
 import logging
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
-import tensorflow as tf
 
 from model.contract import CONTRACT_VERSION, Meta
 from model.export import directory_size, staged_export
 from training.config import TrainingConfig
+from training.pipeline import Batches
 from training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ class Prepared:
     """What a task's `prepare` gives the driver; tasks subclass it to keep what their
     export and evaluation need (vocabulary, held-out examples...)."""
 
-    train: tf.data.Dataset  # (inputs, targets) batches, reshuffled every epoch
-    dev: tf.data.Dataset
+    train: Batches  # (inputs, targets) batches, reshuffled every epoch
+    dev: Batches
 
 
 class TrainingTask:
@@ -106,7 +105,7 @@ def _train(task: TrainingTask, config: TrainingConfig,
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
         loss=task.loss(config), metrics=task.metrics(config), jit_compile=config.jit_compile)
-    for inputs, _ in data.train.take(1):
+    for inputs, _ in data.train.dataset.take(1):
         model(inputs)  # build the weights, so BackupAndRestore can restore into them
     monitor, mode = task.monitor
     callbacks: list[keras.callbacks.Callback] = [
@@ -121,12 +120,13 @@ def _train(task: TrainingTask, config: TrainingConfig,
     if not interactive:
         callbacks.append(ProgressLog())
     started = time.monotonic()
-    with warnings.catch_warnings():
-        # tf.data with length buckets has no known size; Keras warns at each epoch's end.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(data.train, validation_data=data.dev, epochs=config.epochs,
-                            shuffle=False, callbacks=[*callbacks, *extra_callbacks],
-                            verbose=1 if interactive else 0)
+    # Known steps per epoch on repeating pipelines: Keras keeps one iterator each for
+    # training and validation (see training/pipeline.py).
+    history = model.fit(
+        data.train.dataset, steps_per_epoch=data.train.steps, epochs=config.epochs,
+        validation_data=data.dev.dataset if data.dev.steps else None,
+        validation_steps=data.dev.steps or None, shuffle=False,
+        callbacks=[*callbacks, *extra_callbacks], verbose=1 if interactive else 0)
     train_seconds = time.monotonic() - started
 
     with staged_export(Path(config.export_base), config.name) as staged:

@@ -1,7 +1,19 @@
-"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing."""
+"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing.
+
+Every pipeline says how many batches make one pass over its data, and the driver gives
+Keras `steps_per_epoch` and `validation_steps`. Training pipelines repeat forever, so
+Keras keeps one iterator for the whole run; evaluation pipelines, which Keras makes a
+new iterator for at every evaluation, have no background prefetch. Given datasets of
+unknown size, Keras made and dropped iterators at every epoch boundary, and dropping one
+whose prefetch thread was busy stalled the main thread for 3 to 40 s (seen with a
+stack-dumping watchdog, in `EpochIterator.reset`): the "silent pauses" between epochs.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import tensorflow as tf
 
 from model.tokenizer import BOS_ID, SubwordTokenizer
@@ -10,15 +22,29 @@ from model.tokenizer import BOS_ID, SubwordTokenizer
 BUCKET_BOUNDARIES = [8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128]
 
 
+@dataclass(frozen=True)
+class Batches:
+    """A pipeline of (inputs, targets) batches and the number of batches in one pass
+    over its examples (an epoch; 0 for no examples)."""
+
+    dataset: tf.data.Dataset
+    steps: int
+
+
 def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenizer,
                         batch_size: int, max_source_tokens: int, max_target_tokens: int,
-                        shuffle_seed: int | None = None) -> tf.data.Dataset:
+                        shuffle_seed: int | None = None) -> Batches:
     """Sentence pairs -> ((source, target_in), target_out) batches.
 
     source [batch, src_time] and target_out [batch, tgt_time] end with EOS;
     target_in is target_out shifted right behind BOS (teacher forcing); 0 pads.
-    With a `shuffle_seed` the order is reshuffled every epoch.
+    With a `shuffle_seed` (training) the order is reshuffled every epoch and the
+    pipeline repeats forever, prefetching; without (evaluation) it is one plain pass.
+    `tokenizer` is anything with a `tokenize(texts, max_tokens)` to ragged ids, as
+    `SubwordTokenizer`.
     """
+    if not pairs:
+        return Batches(tf.data.Dataset.range(0), 0)
     sources = [s for s, _ in pairs]
     targets = [t for _, t in pairs]
     ds = tf.data.Dataset.from_tensor_slices((sources, targets)).batch(1024)
@@ -28,12 +54,19 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
         t = tokenizer.tokenize(target, max_target_tokens)
         return s.to_tensor(), s.row_lengths(), t.to_tensor(), t.row_lengths()
 
+    def length(source, target):
+        return tf.maximum(tf.shape(source)[0], tf.shape(target)[0])
+
     ds = ds.map(tokenize).unbatch()
     ds = ds.map(lambda s, s_len, t, t_len: (s[:s_len], t[:t_len])).cache()
+    # One pass to count the batches (it also fills the cache the epochs read from).
+    lengths = np.fromiter(ds.map(length).as_numpy_iterator(), np.int64, len(pairs))
+    per_bucket = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right"))
+    steps = int(np.ceil(per_bucket / batch_size).sum())
     if shuffle_seed is not None:
         ds = ds.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
+        element_length_func=length,
         bucket_boundaries=BUCKET_BOUNDARIES,
         bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
     )
@@ -44,4 +77,7 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
         shifted = tf.where(target == 0, 0, shifted)  # padding stays padding
         return (source, shifted), target
 
-    return ds.map(teacher_forcing).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(teacher_forcing)
+    if shuffle_seed is None:
+        return Batches(ds, steps)
+    return Batches(ds.repeat().prefetch(tf.data.AUTOTUNE), steps)

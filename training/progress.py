@@ -24,9 +24,12 @@ class ProgressLog(keras.callbacks.Callback):
         now = time.monotonic()
         if now - self.last >= self.every_seconds:
             self.last = now
-            log.info("epoch %d/%d step %d: loss %.4f (%.1f steps/s)", self.epoch + 1,
-                     self.params.get("epochs", 0), batch + 1, (logs or {}).get("loss", 0.0),
-                     (batch + 1) / (now - self.started))
+            rate = (batch + 1) / (now - self.started)
+            steps = self.params.get("steps") or 0
+            left = f", {(steps - batch - 1) / rate:.0f} s left in the epoch" if steps else ""
+            log.info("epoch %d/%d step %d/%s: loss %.4f (%.1f steps/s%s)", self.epoch + 1,
+                     self.params.get("epochs", 0), batch + 1, steps or "?",
+                     (logs or {}).get("loss", 0.0), rate, left)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
