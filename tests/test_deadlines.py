@@ -10,7 +10,7 @@ import pytest
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
 from serving.process import ServerProcess
-from tests.test_server_e2e import metric, scrape
+from tests.test_server_e2e import increase, metric, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_expired_and_cancelled_requests_cost_no_inference(tiny_export, tmp_path)
         after = scrape(server.metrics_url)
 
         def delta(name, **labels):
-            return metric(after, name, **labels) - metric(before, name, **labels)
+            return increase(before, after, name, **labels)
 
         assert delta("recur_batcher_dropped_total", model=MODEL) == 2
         assert delta("recur_batch_size_count", model=MODEL) == 0, "no inference was run"

@@ -36,6 +36,11 @@ def metric(text: str, name: str, **labels) -> float:
     return total
 
 
+def increase(before: str, after: str, name: str, **labels) -> float:
+    """How much `name` (summed over `labels`) grew between two scrapes."""
+    return metric(after, name, **labels) - metric(before, name, **labels)
+
+
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()

@@ -20,7 +20,7 @@ from serving.process import ServerProcess
 from tests.conftest import ROOT
 from tests.reverse.contract import MAX_CHARS, REVERSE
 from tests.reverse.training_task import random_strings
-from tests.test_server_e2e import metric, scrape
+from tests.test_server_e2e import increase, metric, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_a_stream_cancelled_while_queued_costs_no_inference(reverse_export, tmp_
         after = scrape(server.metrics_url)
 
         def delta(name, **labels):
-            return metric(after, name, **labels) - metric(before, name, **labels)
+            return increase(before, after, name, **labels)
 
         assert delta("recur_requests_total", model=MODEL, method="GenerateStream",
                      code="CANCELLED") == 1
