@@ -36,6 +36,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         self.registry = registry
         self.tasks = tasks
         self.limits = limits
+        self.answered = {method for task in tasks.values() for method in task.methods}
 
     # Every model RPC is answered the same way; which task answers depends on the model.
     async def Translate(self, request, context):
@@ -106,10 +107,11 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         A version swapped out between lookup and submit (hot reload) refuses new work:
         an unpinned request then goes to the version that replaced it.
         """
-        if not any(method in task.methods for task in self.tasks.values()):
+        if method not in self.answered:
+            served = ", ".join(sorted(self.answered | {"ListModels"}))
             raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
                                f"{method} is not served: no model kind of this release "
-                               f"answers it (served: {self._served_methods()})")
+                               f"answers it (served: {served})")
         for attempt in range(2):
             model, task = self._model(method, request.model)
             inputs = task.parse(method, request, model.metadata, self.limits)
@@ -138,10 +140,6 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
                                f"model {spec.name!r} is a {task.name!r} model: it answers "
                                f"{', '.join(task.methods)}, not {method}")
         return model, task
-
-    def _served_methods(self) -> str:
-        return ", ".join(sorted({m for task in self.tasks.values() for m in task.methods}
-                                | {"ListModels"}))
 
     async def _answer(self, method: str, request, context: grpc.aio.ServicerContext,
                       handler: Callable[[float | None], Awaitable]):

@@ -91,6 +91,7 @@ class StepDecoder:
     def __init__(self, model: str, saved_model, begin: FunctionContract):
         self.model = model
         self._contract = begin
+        self._shared = begin.shared_inputs  # values a running decode shares (beam width)
         self._begin = _traced_once(saved_model.begin)
         self._advance = _traced_once(saved_model.advance)
         # Row bookkeeping as single compiled calls (dozens of eager ops otherwise), for
@@ -123,7 +124,7 @@ class StepDecoder:
         groups: dict[tuple, list[tuple[Hashable, int, Row]]] = {}
         for ticket, rows in entries:
             for index, row in enumerate(rows):
-                shared = tuple(row[name] for name in self._contract.shared_inputs)
+                shared = tuple(row[name] for name in self._shared)
                 groups.setdefault(shared, []).append((ticket, index, row))
         for shared, inputs in groups.items():
             beams, source_tokens = self._begin(
@@ -167,11 +168,10 @@ class StepDecoder:
             seconds = (time.perf_counter() - started) / max(int(out[STEPS]), 1)
             self._seconds_per_step[shared] = (seconds if pace is None
                                               else 0.7 * pace + 0.3 * seconds)
-            ended = out[ENDED].numpy()
+            ended = np.flatnonzero(out[ENDED].numpy())
             results = {k: v.numpy() for k, v in out.items()
-                       if k not in (ENDED, STEPS, PARTIAL_TEXTS)}
-            for i, outputs in zip(np.flatnonzero(ended), per_input(results, int(ended.sum())),
-                                  strict=True):
+                       if k not in (ENDED, STEPS, PARTIAL_TEXTS)} if len(ended) else {}
+            for i, outputs in zip(ended, per_input(results, len(ended)), strict=True):
                 row = decode.rows[i]
                 if self.model:
                     metrics.DECODE_STEPS.labels(self.model).observe(int(outputs[DECODE_STEPS]))

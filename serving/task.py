@@ -65,7 +65,6 @@ class Task:
     name: str
     contract: TaskContract
     methods: tuple[str, ...] = ()  # RPC names of recur.v1.Recur this task answers
-    streaming: tuple[str, ...] = ()  # those among them that stream their response
 
     def parse(self, method: str, request: Message, metadata: dict,
               limits: LimitsConfig) -> Inputs:

@@ -44,7 +44,6 @@ class ReverseTask(Task):
     name = REVERSE.task
     contract = REVERSE
     methods = ("Translate", "Generate", "GenerateStream")
-    streaming = ("GenerateStream",)
 
     def parse(self, method: str, request: Message, metadata: dict,
               limits: LimitsConfig) -> Inputs:
