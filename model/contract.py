@@ -210,3 +210,17 @@ TRANSLATE = TaskContract(
 """Translation: `texts` [batch] raw source sentences in, n-best translations out. An
 output has at most `max_length` tokens and, when `max_length_ratio` > 0, at most
 ceil(ratio x source tokens) + 10."""
+
+PRETOKENIZED = tf.TensorSpec([], tf.bool, name="pretokenized")
+TAGGED = ("tokens", "tags", "probabilities")
+"""Each [batch, time], padded with "" or 0 after the input's `source_tokens`: the tokens,
+their most probable tags and those tags' probabilities."""
+
+TAG = TaskContract(
+    task="tag",
+    signature=FunctionContract("tag", inputs=(TEXTS, PRETOKENIZED),
+                               outputs=(*TAGGED, SOURCE_TOKENS)),
+)
+"""Tagging: `texts` [batch] in, each raw text (tokenised by the rule of `model/words.py`)
+or, when `pretokenized`, the client's tokens joined by U+001F; one tag per token out.
+recur.json's `tagset` names the tag set ("universal", "brown", or a user file's)."""

@@ -6,6 +6,7 @@ Library:
 
 CLI:
     python -m serving.client --target localhost:8500 translate "In the beginning..."
+    python -m serving.client tag "The old man the boats."
     python -m serving.client models
     python -m serving.client health --wait 120
 """
@@ -103,6 +104,14 @@ class RecurClient:
             texts=texts, options=options)
         return self.stub.Translate(request, timeout=self.timeout)
 
+    def tag(self, texts: list[str] = (), token_lists: list[list[str]] = (), model: str = "",
+            version: int = 0) -> recur_pb2.TagResponse:
+        """Tags raw `texts` (the model tokenises them) or your own `token_lists`."""
+        request = recur_pb2.TagRequest(
+            model=recur_pb2.ModelSpec(name=model or self.default_model("tag"), version=version),
+            texts=texts, token_lists=[recur_pb2.TokenList(tokens=t) for t in token_lists])
+        return self.stub.Tag(request, timeout=self.timeout)
+
     def list_models(self, name: str = "") -> recur_pb2.ListModelsResponse:
         return self.stub.ListModels(recur_pb2.ListModelsRequest(name=name), timeout=self.timeout)
 
@@ -159,6 +168,16 @@ def _print_translations(texts: list[str], response: recur_pb2.TranslateResponse)
     print(f"(model version {response.model_version})")
 
 
+def _print_tags(response: recur_pb2.TagResponse) -> None:
+    for i, tagged in enumerate(response.results, 1):
+        print(f"[{i}] " + " ".join(f"{t.token}/{t.tag}" for t in tagged.tokens))
+        unsure = [f"{t.token}/{t.tag} ({t.probability:.2f})" for t in tagged.tokens
+                  if t.probability < 0.9]
+        if unsure:
+            print(f"    below 0.9: {', '.join(unsure)}")
+    print(f"(model version {response.model_version})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="most output subwords (default: the model's)")
     tr.add_argument("--max-length-ratio", type=float,
                     help="at most ratio x source subwords + 10; 0 = off (default: model's, 2.0)")
+    tg = commands.add_parser("tag", help="tag texts, print each token/TAG (and the tags the "
+                                         "model is unsure of)")
+    tg.add_argument("texts", nargs="+", metavar="TEXT")
+    tg.add_argument("--model", default="",
+                    help="model name (default: the server's first tag model)")
+    tg.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
+    tg.add_argument("--pretokenized", action="store_true",
+                    help="each TEXT is already tokenised: split it on spaces only and send "
+                         "token lists (default: the model tokenises raw text)")
     commands.add_parser("models", help="list the served models, versions and figures")
     hl = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")
     hl.add_argument("--wait", type=float, default=0.0,
@@ -209,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                     args.num_hypotheses, args.length_penalty, args.max_length,
                     args.max_length_ratio)
                 _print_translations(args.texts, response)
+            elif args.command == "tag":
+                if args.pretokenized:
+                    response = client.tag(token_lists=[t.split() for t in args.texts],
+                                          model=args.model, version=args.version)
+                else:
+                    response = client.tag(args.texts, model=args.model, version=args.version)
+                _print_tags(response)
             elif args.command == "models":
                 print(client.list_models())
             else:

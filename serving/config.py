@@ -36,6 +36,7 @@ class LimitsConfig:
 
     max_batch_entries: int = option(256, "most texts in one request")
     max_text_bytes: int = option(4096, "longest text in bytes (UTF-8)")
+    max_tag_tokens: int = option(8192, "most tokens in one Tag request, all texts together")
     max_beam_width: int = option(16, "largest options.beam_width")
     max_output_length: int = option(512, "largest options.max_length")
     default_beam_width: int = option(4, "beam width when a request sets none")

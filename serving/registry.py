@@ -30,7 +30,7 @@ from serving.batcher import Batcher, BatchingConfig
 from serving.config import LimitsConfig
 from serving.runner import SignatureRunner
 from serving.step_decoder import StepDecoder
-from serving.task import Task
+from serving.task import Task, row_length
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class ModelRegistry:
                 batching = dataclasses.replace(batching, scheduling="request")
         rows = task.warm_up(metadata, self.limits).merged()
         await asyncio.to_thread(self._warm_up, runner, decoder, rows)
-        batcher = Batcher(name, runner, batching, decoder)
+        batcher = Batcher(name, runner, batching, decoder, input_length=row_length)
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
                  task.name, batching.scheduling, path, time.monotonic() - started)

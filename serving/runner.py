@@ -29,6 +29,7 @@ class SignatureRunner:
         out = self.contract.call(self.signature, rows)
         if label and SOURCE_TOKENS in out:  # exports before step decoding lack them
             metrics.PADDING_RATIO.labels(label).observe(padding_ratio(out[SOURCE_TOKENS]))
+        if label and DECODE_STEPS in out:  # decoders only
             metrics.DECODE_STEPS.labels(label).observe(int(out[DECODE_STEPS]))
         return per_input(out, len(rows))
 

@@ -320,28 +320,22 @@ def write_brown(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_brown_sentences_tags_and_whole_file_splits(tmp_path: Path) -> None:
-    root = write_brown(
-        tmp_path / "brown",
-        {
-            "ca01": "\n\n\tThe/at Fulton/np-tl jury/nn ./.\n\n\n\tIt/pps said/vbd ./.\n"
-            "Its/pp$ 1-1/2/cd Money/NN$ ./.\n",
-            "ca03": "\n\n\tDev/nn sentence/nn ./.\n",
-            "cb13": "\n\n\tAnother/dt dev/nn one/cd ./.\n",
-            "ca06": "\n\n\tTest/nn sentence/nn ./.\n",
-            "cr09": "\n\n\tLast/ap file/nn ./.\n",
-            "README": "not a corpus file",
-            "cats.txt": "ca01 news",
-        },
-    )
+    # 20 files in sorted order: the 9th and 19th are dev, the 10th and 20th test.
+    names = [f"c{genre}{number:02d}" for genre in "ab" for number in range(1, 11)]
+    files = {name: f"\n\n\tWord/nn in/in {name}/np ./.\n" for name in names}
+    files["ca01"] = ("\n\n\tThe/at Fulton/np-tl jury/nn ./.\n\n\n\tIt/pps said/vbd ./.\n"
+                     "Its/pp$ 1-1/2/cd Money/NN$ ./.\n")
+    root = write_brown(tmp_path / "brown", {**files, "README": "not a corpus file",
+                                            "cats.txt": "ca01 news"})
     splits = load_brown(root)
-    assert splits.train == [
+    assert splits.train[:3] == [
         [("The", "at"), ("Fulton", "np-tl"), ("jury", "nn"), (".", ".")],
         [("It", "pps"), ("said", "vbd"), (".", ".")],
         [("Its", "pp$"), ("1-1/2", "cd"), ("Money", "nn$"), (".", ".")],
-        [("Last", "ap"), ("file", "nn"), (".", ".")],
     ]
-    assert [s[0][0] for s in splits.dev] == ["Dev", "Another"]
-    assert [s[0][0] for s in splits.test] == ["Test"]
+    assert len(splits.train) == 3 + 15
+    assert [s[2][0] for s in splits.dev] == ["ca09", "cb09"]
+    assert [s[2][0] for s in splits.test] == ["ca10", "cb10"]
 
 
 def test_brown_malformed_token_names_file_and_line(tmp_path: Path) -> None:

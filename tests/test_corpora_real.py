@@ -68,7 +68,8 @@ def test_brown_counts_and_file_splits() -> None:
     assert len(sentences) == 57_340
     assert sum(map(len, sentences)) == 1_161_192
     assert len({tag for sentence in sentences for _, tag in sentence}) == 472
-    assert (len(splits.train), len(splits.dev), len(splits.test)) == (45_373, 6_121, 5_846)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (46_175, 5_523, 5_642)
+    assert sum(map(len, splits.test)) == 115_803  # the held-out files ca10, ca20, ...
 
 
 def test_emoji_counts_and_base_disjoint_splits() -> None:

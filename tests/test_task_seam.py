@@ -207,12 +207,13 @@ def test_each_rpc_goes_to_the_task_of_the_model_it_names(reverse_server):
                 model=recur_pb2.ModelSpec(name=TRANSLATOR), prompt="one"), timeout=30)
         assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "'translate' model: it answers Translate, not Generate" in error.value.details()
-        with pytest.raises(grpc.RpcError) as error:  # no task of this server answers Tag
-            client.stub.Tag(recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=MODEL),
-                                                 texts=["abc"]), timeout=30)
+        with pytest.raises(grpc.RpcError) as error:  # no task of this server answers Caption
+            client.stub.Caption(recur_pb2.CaptionRequest(model=recur_pb2.ModelSpec(name=MODEL),
+                                                         image=b"abc"), timeout=30)
         assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
         statuses = {m.name: m for m in client.list_models().models}
     assert statuses[MODEL].task == "reverse" and statuses[MODEL].labels["alphabet"]
     assert statuses[TRANSLATOR].task == "translate"
     log = Path(server.log_path).read_text()
-    assert "tasks: reverse (Translate, Generate, GenerateStream), translate (Translate)" in log
+    assert ("tasks: reverse (Translate, Generate, GenerateStream), tag (Tag), translate "
+            "(Translate)") in log

@@ -11,18 +11,23 @@ import pytest
 
 from tests.conftest import ROOT
 from training.run import build_parser
+from training.tasks import TASKS
 from training.translate import TASK, TranslateConfig
 
 
-def test_help_lists_every_option_with_its_default():
-    out = subprocess.run([sys.executable, "-m", "training.run", "translate", "--help"],
+@pytest.mark.parametrize(("task", "shown"), [
+    ("translate", "default: full 8000, quick 4000"),  # per-profile defaults are shown
+    ("tag", "default: full 128, quick 64"),
+])
+def test_help_lists_every_option_with_its_default(task, shown):
+    out = subprocess.run([sys.executable, "-m", "training.run", task, "--help"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     text = " ".join(out.stdout.split())
-    for field in dataclasses.fields(TranslateConfig):
+    for field in dataclasses.fields(TASKS[task].config):
         assert "--" + field.name.replace("_", "-") in text
     assert "--profile {full,quick}" in text
-    assert "default: full 8000, quick 4000" in text  # per-profile defaults are shown
+    assert shown in text
 
 
 def test_flags_beat_profiles_which_beat_field_defaults():

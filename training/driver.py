@@ -35,7 +35,7 @@ class Prepared:
     """What a task's `prepare` gives the driver; tasks subclass it to keep what their
     export and evaluation need (vocabulary, held-out examples...)."""
 
-    train: Batches  # (inputs, targets) batches, reshuffled every epoch
+    train: Batches  # (inputs, targets[, sample weights]) batches, reshuffled every epoch
     dev: Batches
 
 
@@ -60,6 +60,7 @@ class TrainingTask:
         raise NotImplementedError
 
     def metrics(self, config: Any) -> list:
+        """Metrics logged per epoch, weighted by the pipeline's sample weights if any."""
         return []
 
     def export(self, config: Any, model: keras.Model, data: Prepared, path: Path) -> None:
@@ -104,8 +105,9 @@ def _train(task: TrainingTask, config: TrainingConfig,
     model = task.build_model(config, data)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss=task.loss(config), metrics=task.metrics(config), jit_compile=config.jit_compile)
-    for inputs, _ in data.train.dataset.take(1):
+        loss=task.loss(config), weighted_metrics=task.metrics(config),
+        jit_compile=config.jit_compile)
+    for inputs, *_ in data.train.dataset.take(1):
         model(inputs)  # build the weights, so BackupAndRestore can restore into them
     monitor, mode = task.monitor
     callbacks: list[keras.callbacks.Callback] = [

@@ -54,22 +54,8 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
         t = tokenizer.tokenize(target, max_target_tokens)
         return s.to_tensor(), s.row_lengths(), t.to_tensor(), t.row_lengths()
 
-    def length(source, target):
-        return tf.maximum(tf.shape(source)[0], tf.shape(target)[0])
-
     ds = ds.map(tokenize).unbatch()
     ds = ds.map(lambda s, s_len, t, t_len: (s[:s_len], t[:t_len])).cache()
-    # One pass to count the batches (it also fills the cache the epochs read from).
-    lengths = np.fromiter(ds.map(length).as_numpy_iterator(), np.int64, len(pairs))
-    per_bucket = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right"))
-    steps = int(np.ceil(per_bucket / batch_size).sum())
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(pairs), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=length,
-        bucket_boundaries=BUCKET_BOUNDARIES,
-        bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
-    )
     bos = tf.constant([BOS_ID], tf.int32)
 
     def teacher_forcing(source, target):
@@ -77,7 +63,54 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
         shifted = tf.where(target == 0, 0, shifted)  # padding stays padding
         return (source, shifted), target
 
-    ds = ds.map(teacher_forcing)
+    return _bucketed(ds, len(pairs), lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
+                     batch_size, shuffle_seed, teacher_forcing)
+
+
+def tagging_batches(tokens: tf.RaggedTensor, tags: tf.RaggedTensor, features,
+                    batch_size: int, shuffle_seed: int | None = None) -> Batches:
+    """Tagged sentences -> ({"words", "chars"}, tags, weights) batches of similar length.
+
+    tokens [sentences, (time)] string and tags [sentences, (time)] int32; `features`
+    (a `model.tagger.TaggerFeatures`) turns tokens into the model's inputs; weights
+    [batch, time] are 1 on real tokens, 0 on padding. Training (with `shuffle_seed`) and
+    evaluation pipelines as in `translation_batches`.
+    """
+    count = int(tokens.nrows())
+    if not count:
+        return Batches(tf.data.Dataset.range(0), 0)
+
+    def featurize(tokens, tags):  # ragged chunks -> padded rows + their lengths
+        inputs = features(tokens)
+        return inputs["words"], inputs["chars"], tags.to_tensor(), tokens.row_lengths()
+
+    ds = tf.data.Dataset.from_tensor_slices((tokens, tags)).ragged_batch(1024)
+    ds = ds.map(featurize).unbatch()
+    ds = ds.map(lambda w, c, t, n: (w[:n], c[:n], t[:n])).cache()
+
+    def weigh(words, chars, tags):
+        return {"words": words, "chars": chars}, tags, tf.cast(words != 0, tf.float32)
+
+    return _bucketed(ds, count, lambda w, c, t: tf.shape(w)[0], batch_size, shuffle_seed,
+                     weigh)
+
+
+def _bucketed(ds: tf.data.Dataset, count: int, length, batch_size: int,
+              shuffle_seed: int | None, finish) -> Batches:
+    """Cached examples -> `finish`ed batches drawn from buckets of similar `length`.
+
+    One pass counts the batches (it also fills the cache the epochs read from).
+    """
+    lengths = np.fromiter(ds.map(length).as_numpy_iterator(), np.int64, count)
+    per_bucket = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right"))
+    steps = int(np.ceil(per_bucket / batch_size).sum())
+    if shuffle_seed is not None:
+        ds = ds.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.bucket_by_sequence_length(
+        element_length_func=length,
+        bucket_boundaries=BUCKET_BOUNDARIES,
+        bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+    ).map(finish)
     if shuffle_seed is None:
         return Batches(ds, steps)
     return Batches(ds.repeat().prefetch(tf.data.AUTOTUNE), steps)

@@ -1,0 +1,160 @@
+"""Tagging throughput, in-process and through the real server.
+
+    python -m benchmarks.tag exports --model tag-en-universal --output docs/bench-tag
+
+Tags real held-out text (the Brown test files, each sentence's tokens joined by spaces
+and tokenised by the model, as a client's raw text is) and prints tokens/s:
+  1. in-process: the export's `tag` signature called with batches of sentences;
+  2. through `python -m serving` on loopback: closed-loop gRPC clients, each request
+     carrying --sentences-per-request sentences, at each --concurrency; right after
+     each level the same export in-process at the batch the server can form (clients x
+     sentences per request, at most its --max-batch-size), and the ratio server /
+     in-process, so both figures of a ratio come from the same minute of this shared
+     machine.
+Writes OUTPUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from model.startup import import_tensorflow
+
+import_tensorflow()  # before anything else imports it: quietly
+
+import grpc  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.load import latency_summary  # noqa: E402
+from model.contract import PRETOKENIZED, TAG, TEXTS  # noqa: E402
+from model.export import versions  # noqa: E402
+from protos.recur.v1 import recur_pb2  # noqa: E402
+from serving.client import RecurClient  # noqa: E402
+from serving.process import ServerProcess  # noqa: E402
+from training.corpora import load_brown  # noqa: E402
+
+
+def offline(signature, texts: list[str], batch_size: int) -> dict:
+    """Tags `texts` in batches of `batch_size` after one untimed warm-up batch."""
+    def run(batch: list[str]) -> int:
+        out = TAG.signature.call(signature, [{TEXTS.name: t, PRETOKENIZED.name: False}
+                                             for t in batch])
+        return int(out["source_tokens"].sum())
+
+    run(texts[:batch_size])
+    tokens, started = 0, time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        tokens += run(texts[start:start + batch_size])
+    seconds = time.perf_counter() - started
+    return {"batch_size": batch_size, "sentences": len(texts),
+            "tokens_per_second": round(tokens / seconds), "seconds": round(seconds, 2)}
+
+
+def closed_loop(target: str, model: str, texts: list[str], clients: int, per_request: int,
+                total: int) -> dict:
+    """`clients` threads each send one request of `per_request` texts at a time until
+    `total` requests are answered."""
+    latencies: list[float] = []
+    tokens, errors = [0], []
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        with RecurClient(target, timeout=120) as client:
+            while (i := next(counter, None)) is not None:
+                start = (i * per_request) % (len(texts) - per_request)
+                request = recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=model),
+                                               texts=texts[start:start + per_request])
+                sent = time.perf_counter()
+                try:
+                    response = client.stub.Tag(request, timeout=120)
+                except grpc.RpcError as error:
+                    errors.append(error.code().name)
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - sent)
+                    tokens[0] += sum(len(r.tokens) for r in response.results)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client_loop)
+    seconds = time.perf_counter() - started
+    return {"clients": clients, "requests": total, "errors": len(errors),
+            "tokens_per_second": round(tokens[0] / seconds),
+            "requests_per_second": round(len(latencies) / seconds, 1),
+            **latency_summary(latencies)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tag", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
+    parser.add_argument("--model", default="tag-en-universal", help="(default: %(default)s)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64],
+                        help="in-process batch sizes, in sentences (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64],
+                        help="concurrent gRPC clients (default: %(default)s)")
+    parser.add_argument("--sentences-per-request", type=int, default=4,
+                        help="sentences in each Tag request (default: %(default)s)")
+    parser.add_argument("--requests-per-client", type=int, default=16,
+                        help="closed-loop requests per client, at least 128 per level "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-batch-size", type=int, default=64,
+                        help="the server's --max-batch-size (default: %(default)s)")
+    parser.add_argument("--sentences", type=int, default=2048,
+                        help="Brown test sentences used (default: %(default)s)")
+    parser.add_argument("--output", default="bench-tag", help="writes OUTPUT.json")
+    args = parser.parse_args(argv)
+
+    export = Path(args.model_base_path) / args.model
+    path = export / str(max(versions(export)))
+    signature = tf.saved_model.load(str(path)).signatures[TAG.signature.name]
+    texts = [" ".join(word for word, _ in s) for s in load_brown().test[:args.sentences]]
+    print(f"{path}: {len(texts)} Brown test sentences, "
+          f"{sum(len(t.split()) for t in texts) / len(texts):.1f} words each on average")
+    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
+                     "sentences_per_request": args.sentences_per_request,
+                     "offline": [], "server": []}
+    print(f"\nin-process\n{'batch':>8} {'tokens/s':>10}")
+    for batch_size in args.batch_sizes:
+        row = offline(signature, texts, batch_size)
+        results["offline"].append(row)
+        print(f"{batch_size:>8} {row['tokens_per_second']:>10}")
+
+    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
+                           "--max-batch-size", str(args.max_batch_size))
+    server.wait_until_serving()
+    print(f"\nserver, {args.sentences_per_request} sentences per request\n"
+          f"{'clients':>8} {'tokens/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'in-process':>11} "
+          f"{'ratio':>6}")
+    try:
+        for clients in args.concurrency:
+            total = max(128, clients * args.requests_per_client)
+            row = closed_loop(server.target, args.model, texts, clients,
+                              args.sentences_per_request, total)
+            batch = min(clients * args.sentences_per_request, args.max_batch_size)
+            row["offline_tokens_per_second"] = offline(signature, texts, batch)[
+                "tokens_per_second"]
+            row["server_over_offline"] = round(
+                row["tokens_per_second"] / row["offline_tokens_per_second"], 3)
+            results["server"].append(row)
+            print(f"{clients:>8} {row['tokens_per_second']:>10} {row['p50_ms']:>8} "
+                  f"{row['p99_ms']:>8} {row['offline_tokens_per_second']:>11} "
+                  f"{row['server_over_offline']:>6}")
+    finally:
+        results["server_exit_code"] = server.stop()
+    Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output}.json")
+    return 0 if results["server_exit_code"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

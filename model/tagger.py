@@ -1,0 +1,275 @@
+"""Part-of-speech tagger: words and their characters in, one tag per word out.
+
+The lecture's bidirectional RNN on its motivating case, where a word's tag depends on
+the words on both sides: each word is a word embedding (looked up by its normalised
+form) beside character features (a character CNN over its original spelling, so unseen
+words, capitals and suffixes still count), then stacked bidirectional recurrent layers
+and a softmax over the tags at each position. Padding is masked: a token's tag never
+depends on how long the other sentences of its batch are.
+
+`TaggerFeatures` turns tokens into the model's inputs inside the graph, for the
+training pipeline and the export alike; `TaggerExport` is the SavedModel (the `TAG`
+contract): raw or pre-tokenised texts in, tokens, tags and probabilities out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from model.config import option
+from model.contract import SOURCE_TOKENS, TAG
+from model.export import portable_kernels
+from model.gradient_norm import GradientNormModel
+from model.seq2seq import RNN_LAYERS
+from model.words import split_pretokenized, tokenize
+
+PAD_ID, UNKNOWN_ID = 0, 1  # word ids; the vocabulary starts at 2
+BEGIN_WORD, END_WORD = 1, 2  # character ids; code points start at 3
+CHAR_BUCKETS = 1024
+"""Character ids: 0 pads, 1 and 2 mark a word's ends, code points below 1021 are their
+own id; every higher code point (rare in English text) shares the last one."""
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """The tagger's hyperparameters (flags of `python -m training.run tag`)."""
+
+    word_dim: int = option(100, "word embedding size")
+    char_dim: int = option(32, "character embedding size")
+    char_filters: int = option(50, "character CNN filters per kernel width")
+    char_widths: str = option("2,3,4", "character CNN kernel widths, comma-separated")
+    max_word_chars: int = option(20, "characters read per word (its last ones, which "
+                                     "carry the suffix)")
+    cell: str = option("lstm", "recurrent cell: lstm, gru or rnn (vanilla)")
+    units: int = option(128, "units per direction of each recurrent layer")
+    layers: int = option(1, "stacked recurrent layers")
+    bidirectional: bool = option(True, "read each sentence both ways (--no-bidirectional: "
+                                       "left to right only, the seed's comparison)")
+    dropout: float = option(0.3, "dropout on word features and recurrent outputs")
+    word_dropout: float = option(0.25, "alpha of frequency-aware word dropout: in training a "
+                                       "known word seen n times is read as unknown with "
+                                       "probability alpha / (alpha + n), so the character "
+                                       "features learn to stand alone on rare words")
+    char_encoder: str = option("cnn", "character features: cnn (fast) or bilstm (a "
+                                      "character BiLSTM, final states of both directions)")
+    char_units: int = option(50, "units per direction of the character BiLSTM")
+
+
+def normalize_words(tokens: tf.Tensor) -> tf.Tensor:
+    """A token's vocabulary key: lower case, every digit 0 (``1961`` -> ``0000``)."""
+    return tf.strings.regex_replace(tf.strings.lower(tokens, encoding="utf-8"), r"\d", "0")
+
+
+class TaggerFeatures(tf.Module):
+    """Tokens -> the model's inputs, in the graph (one implementation for training and
+    serving, so they cannot disagree).
+
+    Args:
+      vocabulary: normalised words (`normalize_words`) with their own embedding, most
+        frequent first; every other word is unknown.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], max_word_chars: int):
+        super().__init__(name="tagger_features")
+        self.vocabulary_size = len(vocabulary) + 2
+        self.max_word_chars = max_word_chars
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(vocabulary), tf.string),
+                tf.range(2, len(vocabulary) + 2, dtype=tf.int64)), UNKNOWN_ID)
+
+    def __call__(self, tokens: tf.RaggedTensor) -> dict[str, tf.Tensor]:
+        """tokens [batch, (time)] -> `words` [batch, time] and `chars` [batch, time,
+        max_word_chars + 2] int32, 0-padded; time is at least 1."""
+        flat = tokens.flat_values
+        words = tf.cast(self.table.lookup(normalize_words(flat)), tf.int32)
+        points = tf.strings.unicode_decode(flat, "UTF-8", errors="replace")[
+            :, -self.max_word_chars:]
+        chars = tf.concat([tf.fill([tf.shape(flat)[0], 1], BEGIN_WORD),
+                           3 + tf.minimum(points, CHAR_BUCKETS - 4),
+                           tf.fill([tf.shape(flat)[0], 1], END_WORD)], axis=1)
+        width = self.max_word_chars + 2
+        chars = chars.to_tensor(shape=[None, width])
+        time = tf.maximum(tf.reduce_max(tokens.row_lengths()), 1)
+        shape = tf.stack([tokens.nrows(), time])
+        return {
+            "words": tokens.with_flat_values(words).to_tensor(shape=shape),
+            "chars": tokens.with_flat_values(chars).to_tensor(
+                shape=tf.concat([shape, [width]], 0)),
+        }
+
+
+@keras.saving.register_keras_serializable(package="recur")
+class WordDropout(keras.layers.Layer):
+    """In training, reads word id i as unknown with probability alpha / (alpha + n_i),
+    n_i its training count (Kiperwasser and Goldberg 2016): rare words often, frequent
+    ones almost never."""
+
+    def __init__(self, alpha: float, counts: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.probability = self.add_weight(
+            shape=(len(counts),), trainable=False, name="probability",
+            initializer=keras.initializers.Constant(
+                [alpha / (alpha + n) if n else 0.0 for n in counts]))
+        self.seed = keras.random.SeedGenerator(7)
+
+    def call(self, words, training=False):
+        if not training or not self.alpha:
+            return words
+        draw = keras.random.uniform(keras.ops.shape(words), seed=self.seed)
+        drop = draw < keras.ops.take(self.probability, words)
+        return keras.ops.where(drop, UNKNOWN_ID, words)
+
+
+@keras.saving.register_keras_serializable(package="recur")
+class CharCNN(keras.layers.Layer):
+    """chars [batch, time, chars] -> [batch, time, filters x widths]: per word, the
+    max over positions of each convolution (ReLU), one per kernel width."""
+
+    def __init__(self, char_dim: int, filters: int, widths: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.char_dim, self.filters, self.widths = char_dim, filters, tuple(widths)
+        self.embedding = keras.layers.Embedding(CHAR_BUCKETS, char_dim, name="char_embedding")
+        self.convolutions = [keras.layers.Conv1D(filters, width, padding="same",
+                                                 activation="relu", name=f"char_conv{width}")
+                             for width in self.widths]
+
+    def call(self, chars):
+        shape = keras.ops.shape(chars)
+        flat = self.embedding(keras.ops.reshape(chars, (-1, shape[2])))  # [words, chars, d]
+        pooled = [keras.ops.max(conv(flat), axis=1) for conv in self.convolutions]
+        return keras.ops.reshape(keras.ops.concatenate(pooled, axis=-1),
+                                 (shape[0], shape[1], self.filters * len(self.widths)))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "char_dim": self.char_dim, "filters": self.filters,
+                "widths": self.widths}
+
+
+@keras.saving.register_keras_serializable(package="recur")
+class CharBiLSTM(keras.layers.Layer):
+    """chars [batch, time, chars] -> [batch, time, 2 x units]: per word, the final states
+    of a BiLSTM over its characters (padding masked)."""
+
+    def __init__(self, char_dim: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.embedding = keras.layers.Embedding(CHAR_BUCKETS, char_dim, mask_zero=True,
+                                                name="char_embedding")
+        self.lstm = keras.layers.Bidirectional(keras.layers.LSTM(units), name="char_bilstm")
+
+    def call(self, chars):
+        shape = keras.ops.shape(chars)
+        flat = keras.ops.reshape(chars, (-1, shape[2]))
+        # Padding words (all 0) would give the LSTM no step at all: give them one.
+        flat = keras.ops.where(keras.ops.any(flat > 0, axis=1, keepdims=True), flat,
+                               keras.ops.ones_like(flat) * keras.ops.cast(
+                                   keras.ops.arange(shape[2]) == 0, flat.dtype))
+        states = self.lstm(self.embedding(flat), mask=flat > 0)
+        return keras.ops.reshape(states, (shape[0], shape[1], 2 * self.units))
+
+
+CHAR_ENCODERS = ("cnn", "bilstm")
+
+
+@keras.saving.register_keras_serializable(package="recur")
+class Tagger(GradientNormModel):
+    """{"words": [batch, time], "chars": [batch, time, chars]} -> logits [batch, time,
+    tags] (float32), masked where words is padding.
+
+    Args:
+      word_counts: training count of each word id (0 for padding and unknown).
+    """
+
+    def __init__(self, word_counts: Sequence[int], num_tags: int, config: TaggerConfig,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.word_counts, self.num_tags, self.config = list(word_counts), num_tags, config
+        self.word_dropout = WordDropout(config.word_dropout, self.word_counts)
+        self.word_embedding = keras.layers.Embedding(len(self.word_counts), config.word_dim,
+                                                     mask_zero=True, name="word_embedding")
+        if config.char_encoder not in CHAR_ENCODERS:
+            raise ValueError(f"char_encoder must be one of {CHAR_ENCODERS}, got "
+                             f"{config.char_encoder!r}")
+        self.chars = (CharCNN(config.char_dim, config.char_filters,
+                              [int(w) for w in config.char_widths.split(",")])
+                      if config.char_encoder == "cnn"
+                      else CharBiLSTM(config.char_dim, config.char_units))
+        self.input_dropout = keras.layers.Dropout(config.dropout)
+        if config.cell not in RNN_LAYERS:
+            raise ValueError(f"cell must be one of {sorted(RNN_LAYERS)}, got {config.cell!r}")
+        self.recurrent = []
+        for i in range(config.layers):
+            layer = RNN_LAYERS[config.cell](config.units, return_sequences=True,
+                                            name=f"{config.cell}{i}")
+            self.recurrent.append(keras.layers.Bidirectional(layer, name=f"bi{config.cell}{i}")
+                                  if config.bidirectional else layer)
+        self.output_dropout = keras.layers.Dropout(config.dropout)
+        self.classify = keras.layers.Dense(num_tags, dtype="float32", name="tags")
+
+    def call(self, inputs, training=False):
+        words = self.word_dropout(inputs["words"], training=training)
+        mask = inputs["words"] != PAD_ID
+        features = keras.ops.concatenate(
+            [self.word_embedding(words),
+             keras.ops.cast(self.chars(inputs["chars"]), self.compute_dtype)], axis=-1)
+        hidden = self.input_dropout(features, training=training)
+        for layer in self.recurrent:
+            hidden = self.output_dropout(layer(hidden, mask=mask, training=training),
+                                         training=training)
+        return self.classify(hidden)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return inputs["words"] != PAD_ID
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "word_counts": self.word_counts,
+                "num_tags": self.num_tags, "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Tagger:
+        hyper = TaggerConfig(**config.pop("config"))
+        return cls(config.pop("word_counts"), config.pop("num_tags"), hyper, **config)
+
+
+class TaggerExport(tf.Module):
+    """The SavedModel of a trained `Tagger`: the `TAG` contract's signature."""
+
+    def __init__(self, model: Tagger, features: TaggerFeatures, tags: Sequence[str]):
+        super().__init__(name="tagger")
+        self.model = model
+        self.model_variables = list(model.variables)  # Keras state outside TF's graph
+        self.features = features
+        self.tags = tf.constant(list(tags))
+
+    @tf.function(input_signature=TAG.signature.inputs)
+    def tag(self, texts, pretokenized):
+        """texts [batch] (raw, or tokens joined by U+001F when `pretokenized`) ->
+        `tokens`, `tags` [batch, time] string and `probabilities` [batch, time] float32,
+        padded with "" and 0 after each input's `source_tokens` [batch] int32."""
+        tokens = tf.cond(pretokenized, lambda: split_pretokenized(texts),
+                         lambda: tokenize(texts).with_row_splits_dtype(tf.int64))
+        features = self.features(tokens)
+        probabilities = tf.nn.softmax(self.model(features, training=False))
+        lengths = tf.cast(tokens.row_lengths(), tf.int32)
+        real = tf.sequence_mask(lengths, tf.shape(features["words"])[1])
+        best = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "tokens": tokens.to_tensor("", shape=tf.shape(real)),
+            "tags": tf.where(real, tf.gather(self.tags, best), ""),
+            "probabilities": tf.where(real, tf.reduce_max(probabilities, axis=-1), 0.0),
+            SOURCE_TOKENS: lengths,
+        }
+
+    def save(self, path) -> None:
+        """Writes the SavedModel: `tag` (also `serving_default`)."""
+        with portable_kernels(self.model):
+            function = self.tag.get_concrete_function(*TAG.signature.inputs)
+            tf.saved_model.save(self, str(path), signatures={TAG.signature.name: function,
+                                                             "serving_default": function})

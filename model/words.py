@@ -1,0 +1,65 @@
+"""How raw text becomes words: the tagger's tokenisation rule, in the graph and in Python.
+
+The rule follows how the Brown corpus (the tagger's training text) is tokenised, without
+depending on its conventions; tokens are, leftmost first:
+
+1. a title or month abbreviation with its period: ``Mr.``, ``Dr.``, ``Co.``, ``Jan.``;
+2. initials, each a capital and a period: ``U.S.``, ``J.``, or two or more lower-case
+   letters each with a period: ``e.g.``, ``p.m.``;
+3. a number with inner separators, or a dollar amount, or a percentage: ``1,000``,
+   ``3.5``, ``10:30``, ``1/2``, ``$5``, ``$1,500``, ``90%`` (Brown keeps ``$`` and ``%``
+   on their number);
+4. a word: letters and digits, with inner hyphens and apostrophes kept: ``don't``,
+   ``Atlanta's``, ``long-term``, ``1960's``, ``o'clock`` (Brown never splits a clitic
+   off its word);
+5. ``--``, ``...``, two backquotes or two apostrophes (Brown's quotes); else any single
+   character that is not whitespace: ``"``, ``(``, ``,``, ``'``.
+
+Whitespace separates tokens and is never part of one. The rule runs in the graph (RE2,
+through tensorflow-text's `regex_split`) and in Python (`re`, to count tokens before a
+request is queued); the two patterns differ only in how they name "letter or digit" and
+are tested to agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+PRETOKENIZED_SEPARATOR = "\x1f"
+"""Joins a pre-tokenised input's tokens into one string (tokens must not contain it)."""
+
+_ABBREVIATIONS = ("Mr|Mrs|Ms|Messrs|Mmes|Dr|Drs|St|Jr|Sr|Mt|Ft|Co|Corp|Inc|Ltd|Bros|Gen|Gov|"
+                  "Sens?|Reps?|Rev|Prof|Lt|Col|Capt|Sgt|Maj|Adm|Av|Ave|Blvd|Rd|Jan|Feb|Mar|Apr|"
+                  "Aug|Sept|Sep|Oct|Nov|Dec|Mo|Fig|Figs|Vol|vol|vs|etc|lb|lbs|ft|mm|cm|cu")
+_SPACE = " \t\n\r\f\v\u00a0\u2002\u2003\u2009\u202f\u3000"
+_TEMPLATE = (
+    rf"(?:{_ABBREVIATIONS})\."
+    r"|(?:[A-Z]\.)+|(?:[a-z]\.){2,}"
+    r"|\$?[0-9]+(?:[.,:/][0-9]+)+%?|\$[0-9]+|\$\.[0-9]+|[0-9]+%"
+    "|{alnum}+(?:['\u2019-]{alnum}+)*"  # inner apostrophes, straight or curly
+    r"|--|\.\.\.|``|''"
+    rf"|[^{_SPACE}]"
+)
+RE2_PATTERN = _TEMPLATE.replace("{alnum}", r"[\pL\pN]")
+PYTHON_PATTERN = _TEMPLATE.replace("{alnum}", r"[^\W_]")
+_PYTHON = re.compile(PYTHON_PATTERN)
+
+
+def tokenize_text(text: str) -> list[str]:
+    """The rule in Python: one text -> its tokens."""
+    return _PYTHON.findall(text)
+
+
+def tokenize(texts: tf.Tensor) -> tf.RaggedTensor:
+    """The rule in the graph: texts [batch] -> tokens [batch, (tokens)]."""
+    return tf_text.regex_split(texts, delim_regex_pattern=f"{RE2_PATTERN}|[{_SPACE}]+",
+                               keep_delim_regex_pattern=RE2_PATTERN)
+
+
+def split_pretokenized(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Pre-tokenised inputs, tokens joined by `PRETOKENIZED_SEPARATOR`: [batch] -> tokens
+    [batch, (tokens)], exactly as the client sent them."""
+    return tf.strings.split(texts, sep=PRETOKENIZED_SEPARATOR)

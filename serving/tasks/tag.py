@@ -1,0 +1,97 @@
+"""Tagging on the serving side: `Tag` (texts or token lists -> a tag per token).
+
+Raw texts are tokenised by the model (the rule of `model/words.py`, which the server
+also runs in Python to bound a request by its token count before queueing it);
+token lists are tagged as the client split them, sent to the export joined by U+001F.
+A request's inputs share one option, whether they are pre-tokenised, so raw and
+pre-tokenised requests batch separately.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from model.contract import PRETOKENIZED, SOURCE_TOKENS, TAG, TEXTS, Meta
+from model.words import PRETOKENIZED_SEPARATOR, tokenize_text
+from protos.recur.v1 import recur_pb2
+from serving.config import LimitsConfig
+from serving.decoding import check_size, check_texts
+from serving.errors import invalid
+from serving.task import Inputs, Outputs, Task
+
+
+class TagTask(Task):
+    name = TAG.task
+    contract = TAG
+    methods = ("Tag",)
+
+    def parse(self, method: str, request: recur_pb2.TagRequest, metadata: dict,
+              limits: LimitsConfig) -> Inputs:
+        if bool(request.texts) == bool(request.token_lists):
+            raise invalid("set exactly one of texts (raw text, tokenised by the model) and "
+                          "token_lists (your own tokens)"
+                          + (", not both" if request.texts else ""))
+        if request.texts:
+            texts = check_texts(request.texts, limits)
+            counts = [len(tokenize_text(text)) for text in texts]
+            for i, count in enumerate(counts):
+                if not count:
+                    raise invalid(f"texts[{i}] has no tokens")
+            rows, pretokenized = [{TEXTS.name: text} for text in texts], False
+        else:
+            rows = self._token_lists(request.token_lists, limits)
+            counts = [len(tokens.tokens) for tokens in request.token_lists]
+            pretokenized = True
+        total = sum(counts)
+        if total > limits.max_tag_tokens:
+            field = "token_lists" if pretokenized else "texts"
+            raise invalid(f"{field} hold {total} tokens in all; the limit is "
+                          f"{limits.max_tag_tokens} per request: split the request")
+        return Inputs(rows, {PRETOKENIZED.name: pretokenized})
+
+    @staticmethod
+    def _token_lists(token_lists, limits: LimitsConfig) -> list[dict]:
+        if len(token_lists) > limits.max_batch_entries:
+            raise invalid(f"token_lists has {len(token_lists)} entries; the limit is "
+                          f"{limits.max_batch_entries}: split the request")
+        rows = []
+        for i, token_list in enumerate(token_lists):
+            if not token_list.tokens:
+                raise invalid(f"token_lists[{i}].tokens is empty: send at least one token")
+            for j, token in enumerate(token_list.tokens):
+                if not token.strip():
+                    raise invalid(f"token_lists[{i}].tokens[{j}] is empty")
+                if PRETOKENIZED_SEPARATOR in token:
+                    raise invalid(f"token_lists[{i}].tokens[{j}] contains U+001F, which "
+                                  "no token may hold")
+            joined = PRETOKENIZED_SEPARATOR.join(token_list.tokens)
+            check_size(joined, limits, f"token_lists[{i}]")
+            rows.append({TEXTS.name: joined})
+        return rows
+
+    def respond(self, method: str, request: Message, inputs: Inputs, results: list[Outputs],
+                version: int) -> tuple[Message, int]:
+        answers = []
+        for outputs in results:
+            count = int(outputs[SOURCE_TOKENS])
+            answers.append(recur_pb2.TaggedText(tokens=[
+                recur_pb2.TaggedToken(token=token.decode("utf-8"), tag=tag.decode("utf-8"),
+                                      probability=float(probability))
+                for token, tag, probability in zip(
+                    outputs["tokens"][:count], outputs["tags"][:count],
+                    outputs["probabilities"][:count], strict=True)]))
+        return (recur_pb2.TagResponse(results=answers, model_version=version),
+                sum(len(answer.tokens) for answer in answers))
+
+    def labels(self, metadata: dict) -> dict[str, str]:
+        labels = {str(k): str(v) for k, v in metadata.get(Meta.LABELS, {}).items()}
+        if "created" in metadata:
+            labels["created"] = str(metadata["created"])
+        return labels
+
+    def warm_up(self, metadata: dict, limits: LimitsConfig) -> Inputs:
+        return self.parse("Tag", recur_pb2.TagRequest(texts=["Warm up, please."]), metadata,
+                          limits)
+
+
+TASK = TagTask()

@@ -1,0 +1,296 @@
+"""The part-of-speech tagger: tag mapping, tokenisation rule, training on Brown and on a
+user's files, the export, and `Tag` over real gRPC (good and bad requests)."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.contract import PRETOKENIZED, TAG, TEXTS
+from model.export import read_metadata
+from model.words import PRETOKENIZED_SEPARATOR, tokenize, tokenize_text
+from protos.recur.v1 import recur_pb2
+from serving.client import RecurClient
+from serving.process import ServerProcess
+from tests.conftest import ROOT
+from training.corpora.tagsets import CURRENCY, POSSESSIVE, UNIVERSAL_TAGS, to_universal
+from training.tag import variant
+
+MODEL = "tag-en-universal"
+
+
+# --- the tag set ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("brown", "universal"), [
+    ("nn", "NOUN"), ("np$-tl", "NOUN"), ("nns-hl", "NOUN"), ("pps+bez", "PRON"),
+    ("ppss+md", "PRON"), ("do*", "VERB"), ("bez*", "VERB"), ("*", "PRT"), ("fw-in", "X"),
+    ("fw-nn-tl", "X"), ("at-t", "DET"), ("cs", "ADP"), ("ap", "ADJ"), ("od", "ADJ"),
+    ("``", "."), ("--", "."), ("to", "PRT"), ("pp$", "PRON"), ("cd-hl", "NUM"),
+    (POSSESSIVE, "PRT"), (CURRENCY, "."),
+])
+def test_brown_tags_map_to_the_universal_tags_as_documented(brown, universal):
+    assert to_universal(brown) == universal
+    assert universal in UNIVERSAL_TAGS
+
+
+def test_a_tag_that_is_not_browns_is_refused():
+    with pytest.raises(KeyError, match="'xyz' is not a Brown tag"):
+        to_universal("xyz")
+
+
+# --- tokenisation ------------------------------------------------------------------------
+
+TEXTS_TO_SPLIT = [
+    "Mr. Smith's dog didn't bark at 10:30 on Jan. 5, 1961 -- it cost $1,500 (U.S.).",
+    'He said "no"... and left e.g. at 3 p.m.; 90% agreed.',
+    "Café naïve “quoted” text… ok ½ x² long-term o'clock 1960's",
+    "tabs\tand\u00a0no-break spaces",
+]
+
+
+def test_the_graph_and_python_tokenise_alike():
+    graph = tokenize(tf.constant(TEXTS_TO_SPLIT)).to_list()
+    for text, tokens in zip(TEXTS_TO_SPLIT, graph, strict=True):
+        assert [t.decode("utf-8") for t in tokens] == tokenize_text(text)
+    assert tokenize_text(TEXTS_TO_SPLIT[0]) == [
+        "Mr.", "Smith's", "dog", "didn't", "bark", "at", "10:30", "on", "Jan.", "5", ",",
+        "1961", "--", "it", "cost", "$1,500", "(", "U.S.", ")", "."]
+    assert tokenize_text(TEXTS_TO_SPLIT[3]) == ["tabs", "and", "no-break", "spaces"]
+
+
+def test_variants_split_what_brown_keeps_together():
+    rng = random.Random(0)  # its first draw (0.84) keeps the case
+    sentence = [("``", "``"), ("He's", "pps+bez"), ("Atlanta's", "np$"), ("friend", "nn"),
+                ("and", "cc"), ("don't", "do*"), ("pay", "vb"), ("$5", "nns"), ("''", "''")]
+    assert variant(sentence, "universal", rng) == [
+        ('"', "``"), ("He", "pps"), ("'s", "bez"), ("Atlanta", "np"), ("'s", POSSESSIVE),
+        ("friend", "nn"), ("and", "cc"), ("do", "do"), ("n't", "*"), ("pay", "vb"),
+        ("$", CURRENCY), ("5", "cd"), ('"', "''")]
+    fine = variant(sentence, "brown", random.Random(0))
+    assert ("Atlanta's", "np$") in fine and ("$5", "nns") in fine  # no tag for the pieces
+
+
+# --- a small tagger trained on Brown -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tagger_export(tmp_path_factory):
+    """A small tagger trained on 3,000 Brown sentences (about 30 s); (report, base)."""
+    from training.driver import train
+    from training.tag import TASK, TagConfig
+
+    base = tmp_path_factory.mktemp("tag-exports")
+    config = TagConfig(max_train_examples=3000, max_eval_examples=300, word_dim=32,
+                       char_filters=24, units=48, epochs=3, batch_size=32, learning_rate=5e-3,
+                       patience=0, export_base=str(base),
+                       run_dir=str(tmp_path_factory.mktemp("tag-runs")))
+    return train(TASK, config), base
+
+
+def call(signature, texts: list[str], pretokenized: bool = False) -> dict[str, np.ndarray]:
+    return TAG.signature.call(signature, [{TEXTS.name: t, PRETOKENIZED.name: pretokenized}
+                                          for t in texts])
+
+
+def decoded(values) -> list[str]:
+    return [v.decode("utf-8") for v in values]
+
+
+def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export):
+    report, _ = tagger_export
+    figures = report.metrics
+    assert figures["test_accuracy"] > 85, figures
+    assert 0 < figures["test_unseen_accuracy"] < figures["test_accuracy"], figures
+    assert 0 < figures["test_sentence_accuracy"] < figures["test_accuracy"], figures
+    metadata = read_metadata(report.export_path)
+    assert metadata["task"] == "tag" and metadata["tagset"] == "universal"
+    assert set(UNIVERSAL_TAGS) - {"X"} <= set(metadata["tags"]) <= set(UNIVERSAL_TAGS)
+    runs = Path(metadata["config"]["run_dir"]) / MODEL
+    assert (runs / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_export_tokenises_raw_text_and_tags_it(tagger_export):
+    report, _ = tagger_export
+    signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
+    out = call(signature, ["The jury said it didn't find any evidence.", "Mr. Smith ran."])
+    assert out["source_tokens"].tolist() == [9, 4]
+    assert decoded(out["tokens"][0]) == ["The", "jury", "said", "it", "didn't", "find", "any",
+                                         "evidence", "."]
+    tags = decoded(out["tags"][0])
+    assert tags[0] == "DET" and tags[1] == "NOUN" and tags[2] == "VERB" and tags[-1] == "."
+    assert decoded(out["tokens"][1][:4]) == ["Mr.", "Smith", "ran", "."]
+    assert decoded(out["tags"][1])[3] == "."
+    probabilities = out["probabilities"]
+    assert ((probabilities[0] > 0.2) & (probabilities[0] <= 1)).all()
+    assert out["tags"][1][4] == b"" and probabilities[1][4] == 0  # padding
+
+
+def test_pretokenised_input_is_tagged_as_sent(tagger_export):
+    report, _ = tagger_export
+    signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
+    tokens = ["The", "jury", "said", "it", "didn't", "find", "any", "evidence", "."]
+    raw = call(signature, [" ".join(tokens)])
+    pre = call(signature, [PRETOKENIZED_SEPARATOR.join(tokens)], pretokenized=True)
+    assert decoded(pre["tokens"][0]) == tokens
+    assert decoded(pre["tags"][0]) == decoded(raw["tags"][0])
+    split = call(signature, [PRETOKENIZED_SEPARATOR.join(["did", "n't", "New York"])], True)
+    assert decoded(split["tokens"][0]) == ["did", "n't", "New York"]  # never re-split
+
+
+def test_padding_never_changes_a_tokens_tag(tagger_export):
+    report, _ = tagger_export
+    signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
+    short = "Time flies like an arrow."
+    alone = call(signature, [short])
+    long = "The old man the boats , and " * 12 + "the fruit flies like a banana."
+    batched = call(signature, [long, short, "Go."])
+    n = int(alone["source_tokens"][0])
+    assert decoded(batched["tags"][1][:n]) == decoded(alone["tags"][0][:n])
+    np.testing.assert_allclose(batched["probabilities"][1][:n], alone["probabilities"][0][:n],
+                               rtol=1e-5)
+    assert (batched["tags"][1][n:] == b"").all()
+
+
+# --- a user's own treebank ------------------------------------------------------------------
+
+NOUNS = ["Dogs", "Cats", "Birds", "Fish", "Wolves", "Horses", "Bees", "Owls", "Frogs", "Ants"]
+VERBS = ["bark", "sleep", "sing", "swim", "howl", "run", "buzz", "hoot", "croak", "dig"]
+
+
+def conllu_sentence(number: int, noun: str, verb: str) -> str:
+    return (f"# sent_id = {number}\n1-2\t{noun}{verb}\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            f"1\t{noun}\t_\tNOUN\tNNS\t_\t2\tnsubj\t_\t_\n2\t{verb}\t_\tVERB\tVBP\t_\t0\troot\t_\t_\n"
+            f"3\t.\t.\tPUNCT\t.\t_\t2\tpunct\t_\t_\n\n")
+
+
+@pytest.mark.parametrize("form", ["conllu", "word-tag"])
+def test_training_on_a_users_treebank(tmp_path, form):
+    """Both formats train, keep their tags as written and export a tagger of them."""
+    rng = random.Random(0)
+    pairs = [(rng.choice(NOUNS), rng.choice(VERBS)) for _ in range(300)]
+    if form == "conllu":
+        path = tmp_path / "mine.conllu"
+        path.write_text("".join(conllu_sentence(i, n, v) for i, (n, v) in enumerate(pairs)))
+        tags = ["NOUN", "VERB", "PUNCT"]
+    else:
+        path = tmp_path / "mine.txt"
+        path.write_text("".join(f"{n}/NNS {v}/VBP ./.\n" for n, v in pairs))
+        tags = ["NNS", "VBP", "."]
+    out = subprocess.run(
+        [sys.executable, "-m", "training.run", "tag", "--train-file", str(path), "--epochs",
+         "6", "--learning-rate", "0.01", "--units", "16", "--word-dim", "16",
+         "--char-filters", "8", "--run-dir", str(tmp_path / "runs"), "--export-base",
+         str(tmp_path / "exports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    export = tmp_path / "exports" / "tag-mine" / "1"
+    metadata = read_metadata(export)
+    assert metadata["tagset"] == path.name and sorted(metadata["tags"]) == sorted(tags)
+    assert metadata["metrics"]["test_accuracy"] == 100.0, out.stdout
+    signature = tf.saved_model.load(str(export)).signatures["tag"]
+    assert decoded(call(signature, ["Cats sleep."])["tags"][0]) == tags
+
+
+# --- Tag over gRPC -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tag_server(tagger_export):
+    _, base = tagger_export
+    process = ServerProcess(base, "--poll-seconds", "0", "--max-tag-tokens", "300")
+    process.wait_until_serving()
+    yield process
+    assert process.stop() == 0, process.log_path.read_text()
+
+
+def tag_request(**fields) -> recur_pb2.TagRequest:
+    return recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=MODEL), **fields)
+
+
+def test_tag_over_grpc_both_input_forms(tag_server, tagger_export):
+    report, _ = tagger_export
+    signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
+    text = "The jury said it didn't find any evidence."
+    expected = call(signature, [text])
+    with RecurClient(tag_server.target) as client:
+        raw = client.tag([text, "Go."])
+        pre = client.tag(token_lists=[["The", "jury", "said", "it", "did", "n't", "find"]])
+        assert raw.model_version == 1 and len(raw.results) == 2
+        tokens = raw.results[0].tokens
+        assert [t.token for t in tokens] == decoded(expected["tokens"][0])
+        assert [t.tag for t in tokens] == decoded(expected["tags"][0])
+        assert [t.probability for t in tokens] == pytest.approx(
+            expected["probabilities"][0].tolist(), rel=1e-5)
+        assert [t.token for t in raw.results[1].tokens] == ["Go", "."]
+        assert [t.token for t in pre.results[0].tokens][4:6] == ["did", "n't"]
+        status = client.list_models(MODEL).models[0]
+    assert status.task == "tag" and status.labels["tagset"] == "universal"
+    assert status.metrics["test_accuracy"] == report.metrics["test_accuracy"]
+
+
+def test_the_client_prints_tokens_with_their_tags(tag_server):
+    out = subprocess.run([sys.executable, "-m", "serving.client", "--target",
+                          tag_server.target, "tag", "The jury said it."], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("[1] The/DET jury/NOUN said/VERB it/PRON ./.")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({}, "set exactly one of texts"),
+    ({"texts": ["a"], "token_lists": [recur_pb2.TokenList(tokens=["a"])]}, "not both"),
+    ({"texts": ["  "]}, r"texts\[0\] is empty"),
+    ({"texts": ["ok", "?" * 2 + " x" * 400]}, "hold 403 tokens in all; the limit is 300"),
+    ({"token_lists": [recur_pb2.TokenList(tokens=["a"]), recur_pb2.TokenList()]},
+     r"token_lists\[1\].tokens is empty"),
+    ({"token_lists": [recur_pb2.TokenList(tokens=["a", ""])]},
+     r"token_lists\[0\].tokens\[1\] is empty"),
+    ({"token_lists": [recur_pb2.TokenList(tokens=["a\x1fb"])]}, "contains U\\+001F"),
+    ({"token_lists": [recur_pb2.TokenList(tokens=["w"] * 301)]},
+     "hold 301 tokens in all; the limit is 300"),
+])
+def test_bad_tag_requests_name_the_field(tag_server, fields, message):
+    with RecurClient(tag_server.target) as client, pytest.raises(grpc.RpcError) as error:
+        client.stub.Tag(tag_request(**fields), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert re.search(message, error.value.details()), error.value.details()
+
+
+def test_bad_requests_lose_nothing_for_the_others(tag_server):
+    """Good and bad requests at once: every good one is answered, every bad one refused."""
+    answers, refusals = [], []
+
+    def send(i: int) -> None:
+        with RecurClient(tag_server.target) as client:
+            request = (tag_request(texts=[f"Sentence number {i} is fine."]) if i % 2
+                       else tag_request(token_lists=[recur_pb2.TokenList(tokens=["x", ""])]))
+            try:
+                answers.append(client.stub.Tag(request, timeout=60))
+            except grpc.RpcError as error:
+                refusals.append(error.code())
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 12 and refusals == [grpc.StatusCode.INVALID_ARGUMENT] * 12
+    assert all([t.token for t in a.results[0].tokens][:2] == ["Sentence", "number"]
+               for a in answers)
+
+
+def test_a_tagger_does_not_translate(tag_server):
+    with RecurClient(tag_server.target) as client, pytest.raises(grpc.RpcError) as error:
+        client.stub.Translate(recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=MODEL), texts=["x"]), timeout=30)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "answers Tag, not Translate" in error.value.details()

