@@ -68,8 +68,12 @@ def closed_loop(target: str, model: str, texts: list[str], clients: int, per_req
 
     def client_loop() -> None:
         with RecurClient(target, timeout=120) as client:
-            while (i := next(counter, None)) is not None:
-                start = (i * per_request) % (len(texts) - per_request)
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                start = (i * per_request) % (len(texts) - per_request + 1)
                 request = recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=model),
                                                texts=texts[start:start + per_request])
                 sent = time.perf_counter()
@@ -84,8 +88,8 @@ def closed_loop(target: str, model: str, texts: list[str], clients: int, per_req
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        for _ in range(clients):
-            pool.submit(client_loop)
+        for future in [pool.submit(client_loop) for _ in range(clients)]:
+            future.result()  # a client's own failure is the benchmark's
     seconds = time.perf_counter() - started
     return {"clients": clients, "requests": total, "errors": len(errors),
             "tokens_per_second": round(tokens[0] / seconds),
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     path = export / str(max(versions(export)))
     signature = tf.saved_model.load(str(path)).signatures[TAG.signature.name]
     texts = [" ".join(word for word, _ in s) for s in load_brown().test[:args.sentences]]
+    if len(texts) < args.sentences_per_request:
+        parser.error(f"--sentences ({len(texts)}) must be at least --sentences-per-request")
     print(f"{path}: {len(texts)} Brown test sentences, "
           f"{sum(len(t.split()) for t in texts) / len(texts):.1f} words each on average")
     results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),

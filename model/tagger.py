@@ -31,8 +31,8 @@ from model.words import split_pretokenized, tokenize
 PAD_ID, UNKNOWN_ID = 0, 1  # word ids; the vocabulary starts at 2
 BEGIN_WORD, END_WORD = 1, 2  # character ids; code points start at 3
 CHAR_BUCKETS = 1024
-"""Character ids: 0 pads, 1 and 2 mark a word's ends, code points below 1021 are their
-own id; every higher code point (rare in English text) shares the last one."""
+"""Character ids: 0 pads, 1 and 2 mark a word's ends, code point c < 1020 is id c + 3;
+every code point from 1020 (U+03FC) up, rare in English text, shares id 1023."""
 
 
 @dataclass(frozen=True)
@@ -87,21 +87,33 @@ class TaggerFeatures(tf.Module):
         """tokens [batch, (time)] -> `words` [batch, time] and `chars` [batch, time,
         max_word_chars + 2] int32, 0-padded; time is at least 1."""
         flat = tokens.flat_values
-        words = tf.cast(self.table.lookup(normalize_words(flat)), tf.int32)
-        points = tf.strings.unicode_decode(flat, "UTF-8", errors="replace")[
-            :, -self.max_word_chars:]
-        chars = tf.concat([tf.fill([tf.shape(flat)[0], 1], BEGIN_WORD),
-                           3 + tf.minimum(points, CHAR_BUCKETS - 4),
-                           tf.fill([tf.shape(flat)[0], 1], END_WORD)], axis=1)
         width = self.max_word_chars + 2
-        chars = chars.to_tensor(shape=[None, width])
-        time = tf.maximum(tf.reduce_max(tokens.row_lengths()), 1)
-        shape = tf.stack([tokens.nrows(), time])
+        shape = padded_shape(tokens)
         return {
-            "words": tokens.with_flat_values(words).to_tensor(shape=shape),
-            "chars": tokens.with_flat_values(chars).to_tensor(
+            "words": tokens.with_flat_values(self.words(flat)).to_tensor(shape=shape),
+            "chars": tokens.with_flat_values(self.chars(flat)).to_tensor(
                 shape=tf.concat([shape, [width]], 0)),
         }
+
+    def words(self, tokens: tf.Tensor) -> tf.Tensor:
+        """tokens [n] -> word ids [n] int32."""
+        return tf.cast(self.table.lookup(normalize_words(tokens)), tf.int32)
+
+    def chars(self, tokens: tf.Tensor) -> tf.Tensor:
+        """tokens [n] -> character ids [n, max_word_chars + 2] int32: a begin mark, the
+        token's last max_word_chars characters, an end mark, 0-padded."""
+        points = tf.strings.unicode_decode(tokens, "UTF-8", errors="replace")[
+            :, -self.max_word_chars:]
+        count = tf.shape(tokens)[0]
+        chars = tf.concat([tf.fill([count, 1], BEGIN_WORD),
+                           3 + tf.minimum(points, CHAR_BUCKETS - 4),
+                           tf.fill([count, 1], END_WORD)], axis=1)
+        return chars.to_tensor(shape=[None, self.max_word_chars + 2])
+
+
+def padded_shape(tokens: tf.RaggedTensor) -> tf.Tensor:
+    """[batch, time] of `tokens` padded; time is at least 1 (an RNN needs a step)."""
+    return tf.stack([tokens.nrows(), tf.maximum(tf.reduce_max(tokens.row_lengths()), 1)])
 
 
 @keras.saving.register_keras_serializable(package="recur")
@@ -112,7 +124,7 @@ class WordDropout(keras.layers.Layer):
 
     def __init__(self, alpha: float, counts: Sequence[int], **kwargs):
         super().__init__(**kwargs)
-        self.alpha = alpha
+        self.alpha, self.counts = alpha, list(counts)
         self.probability = self.add_weight(
             shape=(len(counts),), trainable=False, name="probability",
             initializer=keras.initializers.Constant(
@@ -125,6 +137,9 @@ class WordDropout(keras.layers.Layer):
         draw = keras.random.uniform(keras.ops.shape(words), seed=self.seed)
         drop = draw < keras.ops.take(self.probability, words)
         return keras.ops.where(drop, UNKNOWN_ID, words)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "alpha": self.alpha, "counts": self.counts}
 
 
 @keras.saving.register_keras_serializable(package="recur")
@@ -174,6 +189,10 @@ class CharBiLSTM(keras.layers.Layer):
         states = self.lstm(self.embedding(flat), mask=flat > 0)
         return keras.ops.reshape(states, (shape[0], shape[1], 2 * self.units))
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "char_dim": self.embedding.output_dim,
+                "units": self.units}
+
 
 CHAR_ENCODERS = ("cnn", "bilstm")
 
@@ -181,7 +200,8 @@ CHAR_ENCODERS = ("cnn", "bilstm")
 @keras.saving.register_keras_serializable(package="recur")
 class Tagger(GradientNormModel):
     """{"words": [batch, time], "chars": [batch, time, chars]} -> logits [batch, time,
-    tags] (float32), masked where words is padding.
+    tags] (float32), masked where words is padding. Instead of "chars", the export gives
+    "char_features" [batch, time, features]: what `self.chars` makes of them.
 
     Args:
       word_counts: training count of each word id (0 for padding and unknown).
@@ -216,9 +236,10 @@ class Tagger(GradientNormModel):
     def call(self, inputs, training=False):
         words = self.word_dropout(inputs["words"], training=training)
         mask = inputs["words"] != PAD_ID
+        chars = (inputs["char_features"] if "char_features" in inputs
+                 else self.chars(inputs["chars"]))
         features = keras.ops.concatenate(
-            [self.word_embedding(words),
-             keras.ops.cast(self.chars(inputs["chars"]), self.compute_dtype)], axis=-1)
+            [self.word_embedding(words), keras.ops.cast(chars, self.compute_dtype)], axis=-1)
         hidden = self.input_dropout(features, training=training)
         for layer in self.recurrent:
             hidden = self.output_dropout(layer(hidden, mask=mask, training=training),
@@ -239,14 +260,34 @@ class Tagger(GradientNormModel):
 
 
 class TaggerExport(tf.Module):
-    """The SavedModel of a trained `Tagger`: the `TAG` contract's signature."""
+    """The SavedModel of a trained `Tagger`: the `TAG` contract's signature.
 
-    def __init__(self, model: Tagger, features: TaggerFeatures, tags: Sequence[str]):
+    Args:
+      spellings: tokens (as written) whose character features are computed once, here,
+        and stored in the export (the training text's frequent spellings: nearly every
+        token served); the others' are computed per request, once per distinct token
+        of a batch. The same numbers either way, for less work per token.
+    """
+
+    def __init__(self, model: Tagger, features: TaggerFeatures, tags: Sequence[str],
+                 spellings: Sequence[str]):
         super().__init__(name="tagger")
         self.model = model
         self.model_variables = list(model.variables)  # Keras state outside TF's graph
         self.features = features
         self.tags = tf.constant(list(tags))
+        spellings = list(spellings)
+        self.spellings = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(spellings, tf.string), tf.range(len(spellings), dtype=tf.int64)), -1)
+        self.spelling_features = tf.Variable(self._char_features(spellings), trainable=False,
+                                             name="spelling_features")
+
+    def _char_features(self, tokens: list[str], batch: int = 4096) -> tf.Tensor:
+        """tokens -> char features [len(tokens), features] float32, in batches."""
+        parts = [self.model.chars(self.features.chars(tf.constant(tokens[i:i + batch],
+                                                                  tf.string))[None])[0]
+                 for i in range(0, max(len(tokens), 1), batch)]
+        return tf.cast(tf.concat(parts, 0), tf.float32)
 
     @tf.function(input_signature=TAG.signature.inputs)
     def tag(self, texts, pretokenized):
@@ -255,17 +296,35 @@ class TaggerExport(tf.Module):
         padded with "" and 0 after each input's `source_tokens` [batch] int32."""
         tokens = tf.cond(pretokenized, lambda: split_pretokenized(texts),
                          lambda: tokenize(texts).with_row_splits_dtype(tf.int64))
-        features = self.features(tokens)
-        probabilities = tf.nn.softmax(self.model(features, training=False))
+        shape = padded_shape(tokens)
+        char_features = tokens.with_flat_values(self._batch_char_features(tokens.flat_values))
+        inputs = {"words": tokens.with_flat_values(self.features.words(tokens.flat_values))
+                  .to_tensor(shape=shape),
+                  "char_features": char_features.to_tensor(
+                      shape=tf.concat([shape, [tf.shape(self.spelling_features)[1]]], 0))}
+        probabilities = tf.nn.softmax(self.model(inputs, training=False))
         lengths = tf.cast(tokens.row_lengths(), tf.int32)
-        real = tf.sequence_mask(lengths, tf.shape(features["words"])[1])
+        real = tf.sequence_mask(lengths, shape[1])
         best = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {
-            "tokens": tokens.to_tensor("", shape=tf.shape(real)),
+            "tokens": tokens.to_tensor("", shape=shape),
             "tags": tf.where(real, tf.gather(self.tags, best), ""),
             "probabilities": tf.where(real, tf.reduce_max(probabilities, axis=-1), 0.0),
             SOURCE_TOKENS: lengths,
         }
+
+    def _batch_char_features(self, tokens: tf.Tensor) -> tf.Tensor:
+        """tokens [n] -> char features [n, features]: stored ones for known spellings,
+        computed once per distinct other token."""
+        row = self.spellings.lookup(tokens)
+        unknown = tf.where(row < 0)[:, 0]
+        distinct, which = tf.unique(tf.gather(tokens, unknown))
+        computed = tf.cast(self.model.chars(self.features.chars(distinct)[None])[0],
+                           tf.float32)
+        stored = tf.shape(self.spelling_features, out_type=tf.int64)[0]
+        index = tf.tensor_scatter_nd_update(row, unknown[:, None],
+                                            stored + tf.cast(which, tf.int64))
+        return tf.gather(tf.concat([self.spelling_features, computed], 0), index)
 
     def save(self, path) -> None:
         """Writes the SavedModel: `tag` (also `serving_default`)."""

@@ -15,10 +15,11 @@ depending on its conventions; tokens are, leftmost first:
 5. ``--``, ``...``, two backquotes or two apostrophes (Brown's quotes); else any single
    character that is not whitespace: ``"``, ``(``, ``,``, ``'``.
 
-Whitespace separates tokens and is never part of one. The rule runs in the graph (RE2,
-through tensorflow-text's `regex_split`) and in Python (`re`, to count tokens before a
-request is queued); the two patterns differ only in how they name "letter or digit" and
-are tested to agree.
+Whitespace and control characters separate tokens and are never part of one. The
+rule runs in the graph (RE2, through tensorflow-text's `regex_split`) and in Python
+(`re`, to count tokens before a request is queued); the two patterns differ only in how
+they name "letter or digit" and are tested to agree on random text. (On characters newer
+than Python's Unicode tables, which RE2's may know as letters, the count can differ.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ PRETOKENIZED_SEPARATOR = "\x1f"
 _ABBREVIATIONS = ("Mr|Mrs|Ms|Messrs|Mmes|Dr|Drs|St|Jr|Sr|Mt|Ft|Co|Corp|Inc|Ltd|Bros|Gen|Gov|"
                   "Sens?|Reps?|Rev|Prof|Lt|Col|Capt|Sgt|Maj|Adm|Av|Ave|Blvd|Rd|Jan|Feb|Mar|Apr|"
                   "Aug|Sept|Sep|Oct|Nov|Dec|Mo|Fig|Figs|Vol|vol|vs|etc|lb|lbs|ft|mm|cm|cu")
-_SPACE = " \t\n\r\f\v\u00a0\u2002\u2003\u2009\u202f\u3000"
+# Whitespace, as a character-class body both engines read alike: ASCII and C1 controls
+# and space, and every character Python calls whitespace (str.isspace).
+_SPACE = (r"\x00-\x20\x7f-\x9f"
+          + "\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000")
 _TEMPLATE = (
     rf"(?:{_ABBREVIATIONS})\."
     r"|(?:[A-Z]\.)+|(?:[a-z]\.){2,}"
@@ -55,6 +59,8 @@ def tokenize_text(text: str) -> list[str]:
 
 def tokenize(texts: tf.Tensor) -> tf.RaggedTensor:
     """The rule in the graph: texts [batch] -> tokens [batch, (tokens)]."""
+    # regex_split reads each text only up to its first NUL: make NULs spaces first.
+    texts = tf.strings.regex_replace(texts, r"\x00", " ")
     return tf_text.regex_split(texts, delim_regex_pattern=f"{RE2_PATTERN}|[{_SPACE}]+",
                                keep_delim_regex_pattern=RE2_PATTERN)
 

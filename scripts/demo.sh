@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: installs, fetches the Bible corpus,
-# trains the en->fr translator with the quick profile, exports it, serves it,
-# sends a sample request with the project's client and prints the n-best.
+# The main job on the embedded default data: installs, fetches the Bible and Brown
+# corpora, trains the en->fr translator and the POS tagger with their quick profiles,
+# exports them, serves both, sends sample requests with the project's client and prints
+# the answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh || exit 1
@@ -9,8 +10,10 @@ EXPORTS=${EXPORTS:-exports}
 PORT=${PORT:-8500}
 METRICS_PORT=${METRICS_PORT:-8501}
 
-echo "== training (quick profile) and exporting to $EXPORTS/"
+echo "== training the translator (quick profile) and exporting to $EXPORTS/"
 python -m training.run translate --profile quick --export-base "$EXPORTS"
+echo "== training the tagger (quick profile) and exporting to $EXPORTS/"
+python -m training.run tag --profile quick --export-base "$EXPORTS"
 
 LOG=runs/demo-server.log
 mkdir -p runs
@@ -30,10 +33,13 @@ for _ in $(seq 300); do
 done
 python -m serving.client --target "localhost:$PORT" health
 
-echo "== sample request"
+echo "== sample requests"
 python -m serving.client --target "localhost:$PORT" translate --beam-width 4 --num-hypotheses 3 \
   "In the beginning God created the heavens and the earth." \
   "Jesus said to him, I am the way, the truth, and the life."
+python -m serving.client --target "localhost:$PORT" tag \
+  "The old man the boats." "Time flies like an arrow; fruit flies like a banana." \
+  "She didn't send the parcel to Atlanta's new post office on Friday."
 
 echo "== metrics at http://localhost:$METRICS_PORT/metrics, for example:"
 python - "$METRICS_PORT" <<'PY'

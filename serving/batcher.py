@@ -107,7 +107,8 @@ class Batcher:
       config: `config.scheduling` 'step' needs `decoder`.
       decoder: the model's step-level driver, if it has one.
       input_length: size of one input, to batch similar sizes together (request
-        scheduling); characters of a text by default.
+        scheduling); `len` of the input by default (the server passes
+        `serving.task.row_length`: characters of its texts).
     """
 
     def __init__(self, model: str, run_batch: RunBatch, config: BatchingConfig,

@@ -18,6 +18,7 @@ import collections
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -104,7 +105,8 @@ class RecurClient:
             texts=texts, options=options)
         return self.stub.Translate(request, timeout=self.timeout)
 
-    def tag(self, texts: list[str] = (), token_lists: list[list[str]] = (), model: str = "",
+    def tag(self, texts: Sequence[str] = (), token_lists: Sequence[Sequence[str]] = (),
+            model: str = "",
             version: int = 0) -> recur_pb2.TagResponse:
         """Tags raw `texts` (the model tokenises them) or your own `token_lists`."""
         request = recur_pb2.TagRequest(
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model name (default: the server's first tag model)")
     tg.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
     tg.add_argument("--pretokenized", action="store_true",
-                    help="each TEXT is already tokenised: split it on spaces only and send "
+                    help="each TEXT is already tokenised: split it on whitespace and send "
                          "token lists (default: the model tokenises raw text)")
     commands.add_parser("models", help="list the served models, versions and figures")
     hl = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")

@@ -27,6 +27,7 @@ from serving.config import LimitsConfig
 Row = dict[str, Any]
 """One input: export input name -> value (a str, bytes or number)."""
 
+
 def row_length(row: Row) -> int:
     """An input's size for batching similar ones together: characters (or bytes) of its
     text values."""

@@ -29,6 +29,9 @@ class TrainingConfig:
                                          "EXPORT_BASE/NAME/VERSION/")
     run_dir: str = option("runs", "RUN_DIR/NAME/ keeps TensorBoard logs, the vocabulary and "
                                   "the epoch backup a rerun resumes from")
+    init_weights: str = option("", "start from these weights (RUN_DIR/NAME/model.weights.h5 "
+                                   "of an earlier run of the same configuration); with "
+                                   "--epochs 0 the run only exports and evaluates them")
     seed: int = option(1234, "random seed for shuffling and initialisation")
     mixed_precision: bool = option(False, "train in mixed_float16 (for GPUs with tensor "
                                           "cores)")

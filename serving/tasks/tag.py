@@ -9,15 +9,17 @@ pre-tokenised requests batch separately.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.message import Message
 
-from model.contract import PRETOKENIZED, SOURCE_TOKENS, TAG, TEXTS, Meta
+from model.contract import PRETOKENIZED, SOURCE_TOKENS, TAG, TEXTS
 from model.words import PRETOKENIZED_SEPARATOR, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.config import LimitsConfig
 from serving.decoding import check_size, check_texts
 from serving.errors import invalid
-from serving.task import Inputs, Outputs, Task
+from serving.task import Inputs, Outputs, Row, Task
 
 
 class TagTask(Task):
@@ -33,24 +35,22 @@ class TagTask(Task):
                           + (", not both" if request.texts else ""))
         if request.texts:
             texts = check_texts(request.texts, limits)
-            counts = [len(tokenize_text(text)) for text in texts]
-            for i, count in enumerate(counts):
+            total = 0
+            for i, text in enumerate(texts):
+                count = len(tokenize_text(text))
                 if not count:
-                    raise invalid(f"texts[{i}] has no tokens")
-            rows, pretokenized = [{TEXTS.name: text} for text in texts], False
-        else:
-            rows = self._token_lists(request.token_lists, limits)
-            counts = [len(tokens.tokens) for tokens in request.token_lists]
-            pretokenized = True
-        total = sum(counts)
-        if total > limits.max_tag_tokens:
-            field = "token_lists" if pretokenized else "texts"
-            raise invalid(f"{field} hold {total} tokens in all; the limit is "
-                          f"{limits.max_tag_tokens} per request: split the request")
-        return Inputs(rows, {PRETOKENIZED.name: pretokenized})
+                    raise invalid(f"texts[{i}] has no tokens (only whitespace and control "
+                                  "characters)")
+                total += count
+                _check_total("texts", total, limits)
+            return Inputs([{TEXTS.name: text} for text in texts], {PRETOKENIZED.name: False})
+        _check_total("token_lists", sum(len(t.tokens) for t in request.token_lists), limits)
+        return Inputs(self._token_lists(request.token_lists, limits),
+                      {PRETOKENIZED.name: True})
 
     @staticmethod
-    def _token_lists(token_lists, limits: LimitsConfig) -> list[dict]:
+    def _token_lists(token_lists: Sequence[recur_pb2.TokenList],
+                     limits: LimitsConfig) -> list[Row]:
         if len(token_lists) > limits.max_batch_entries:
             raise invalid(f"token_lists has {len(token_lists)} entries; the limit is "
                           f"{limits.max_batch_entries}: split the request")
@@ -84,14 +84,18 @@ class TagTask(Task):
                 sum(len(answer.tokens) for answer in answers))
 
     def labels(self, metadata: dict) -> dict[str, str]:
-        labels = {str(k): str(v) for k, v in metadata.get(Meta.LABELS, {}).items()}
-        if "created" in metadata:
-            labels["created"] = str(metadata["created"])
-        return labels
+        created = {"created": str(metadata["created"])} if "created" in metadata else {}
+        return super().labels(metadata) | created
 
     def warm_up(self, metadata: dict, limits: LimitsConfig) -> Inputs:
         return self.parse("Tag", recur_pb2.TagRequest(texts=["Warm up, please."]), metadata,
                           limits)
+
+
+def _check_total(field: str, total: int, limits: LimitsConfig) -> None:
+    if total > limits.max_tag_tokens:
+        raise invalid(f"{field} hold {total}+ tokens in all; the limit is "
+                      f"{limits.max_tag_tokens} per request: split the request")
 
 
 TASK = TagTask()

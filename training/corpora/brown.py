@@ -2,9 +2,10 @@
 
 The files are in NLTK's Brown format: one sentence per non-blank line, tokens ``word/tag``
 separated by spaces. Dev and test hold out whole files (each file is one ~2,000-word text
-sample), so no text sample contributes sentences to two splits. The split is the one other
-taggers are measured on: in sorted file order, test is every 10th file from the 10th (ca10,
-ca20, ...: 50 files), dev every 10th from the 9th (ca09, ca19, ...), train the other 400.
+sample), so no text sample contributes sentences to two splits. The split is the one the
+reference taggers of the tagging issue were measured on (NLTK's perceptron, spaCy): in
+sorted file order, test is every 10th file from the 10th (ca10, ca20, ca30, ca40, cb06,
+...: 50 files), dev every 10th from the 9th (ca09, ca19, ...), train the other 400.
 """
 
 from __future__ import annotations
