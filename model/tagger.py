@@ -317,14 +317,15 @@ class TaggerExport(tf.Module):
         """tokens [n] -> char features [n, features]: stored ones for known spellings,
         computed once per distinct other token."""
         row = self.spellings.lookup(tokens)
-        unknown = tf.where(row < 0)[:, 0]
+        known = row >= 0
+        unknown = tf.where(~known)[:, 0]
         distinct, which = tf.unique(tf.gather(tokens, unknown))
         computed = tf.cast(self.model.chars(self.features.chars(distinct)[None])[0],
                            tf.float32)
-        stored = tf.shape(self.spelling_features, out_type=tf.int64)[0]
-        index = tf.tensor_scatter_nd_update(row, unknown[:, None],
-                                            stored + tf.cast(which, tf.int64))
-        return tf.gather(tf.concat([self.spelling_features, computed], 0), index)
+        stored = tf.gather(self.spelling_features, tf.maximum(row, 0))
+        spread = tf.scatter_nd(unknown[:, None], tf.gather(computed, which),
+                               tf.shape(stored, out_type=tf.int64))
+        return tf.where(known[:, None], stored, spread)
 
     def save(self, path) -> None:
         """Writes the SavedModel: `tag` (also `serving_default`)."""
