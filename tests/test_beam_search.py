@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -62,7 +63,7 @@ class TinySeq2Seq:
     sources = ((4, 5, 1, 3), (5, 3), (1, 4, 4, 5, 5, 3), (4, 3))
 
     def __init__(self, cell: str = "lstm", encoder_layers: int = 1):
-        tf.random.set_seed(3)
+        keras.utils.set_random_seed(3)  # Keras initialisers draw from their own seed
         self.model = Seq2Seq(self.vocab, embedding_dim=8, units=16, cell=cell, dropout=0.0,
                              encoder_layers=encoder_layers)
         self.model((tf.constant([[4, 3]]), tf.constant([[BOS_ID, 4]])))
@@ -211,12 +212,15 @@ def test_beam_search_compiles_with_xla():
 
 def step_driven(search_: BeamSearch, decoder, begin, n: int) -> tuple[dict, int]:
     """Serving's step driver, simulated: inputs 0 and 1 start, inputs 2 and 3 (sources
-    of other lengths) join two steps later, and each input leaves as soon as it ends.
+    of other lengths) join two steps later (or when nothing runs any more), and each
+    input leaves as soon as it ends.
     Returns (index -> its n-best hypotheses, steps taken)."""
-    running, ids, answers, steps = begin([0, 1]), [0, 1], {}, 0
-    while ids:
-        if steps == 2:
-            running, ids = concat_rows([running, begin([2, 3])]), [*ids, 2, 3]
+    running, ids, answers, steps, joined = begin([0, 1]), [0, 1], {}, 0, False
+    while ids or not joined:
+        if not joined and (steps == 2 or not ids):  # (0 and 1 may end before step 2)
+            joining = begin([2, 3])
+            running = concat_rows([running, joining]) if ids else joining
+            ids, joined = [*ids, 2, 3], True
         running, steps = search_.step(decoder.step, running), steps + 1
         done = finished_rows(running).numpy()
         if done.any():

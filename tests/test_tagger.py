@@ -31,6 +31,11 @@ from training.tag import variant
 MODEL = "tag-en-universal"
 
 
+def needs_brown(test):
+    """Trains on (or serves a model of) the real Brown corpus."""
+    return pytest.mark.corpus(pytest.mark.slow(test))
+
+
 # --- the tag set ---------------------------------------------------------------------------
 
 
@@ -122,6 +127,7 @@ def decoded(values) -> list[str]:
     return [v.decode("utf-8") for v in values]
 
 
+@needs_brown
 def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export):
     report, _ = tagger_export
     figures = report.metrics
@@ -135,6 +141,7 @@ def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export
     assert (runs / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@needs_brown
 def test_saved_weights_export_again_with_the_same_figures(tagger_export, tmp_path):
     """--init-weights with --epochs 0: the run's weights exported and evaluated again."""
     from training.driver import WEIGHTS_FILE, train
@@ -148,6 +155,7 @@ def test_saved_weights_export_again_with_the_same_figures(tagger_export, tmp_pat
     assert again.epochs_run == [] and again.metrics == report.metrics
 
 
+@needs_brown
 def test_the_export_tokenises_raw_text_and_tags_it(tagger_export):
     report, _ = tagger_export
     signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
@@ -164,6 +172,7 @@ def test_the_export_tokenises_raw_text_and_tags_it(tagger_export):
     assert out["tags"][1][4] == b"" and probabilities[1][4] == 0  # padding
 
 
+@needs_brown
 def test_pretokenised_input_is_tagged_as_sent(tagger_export):
     report, _ = tagger_export
     signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
@@ -176,6 +185,7 @@ def test_pretokenised_input_is_tagged_as_sent(tagger_export):
     assert decoded(split["tokens"][0]) == ["did", "n't", "New York"]  # never re-split
 
 
+@needs_brown
 def test_padding_never_changes_a_tokens_tag(tagger_export):
     report, _ = tagger_export
     signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
@@ -202,6 +212,7 @@ def conllu_sentence(number: int, noun: str, verb: str) -> str:
             f"3\t.\t.\tPUNCT\t.\t_\t2\tpunct\t_\t_\n\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["conllu", "word-tag"])
 def test_training_on_a_users_treebank(tmp_path, form):
     """Both formats train, keep their tags as written and export a tagger of them."""
@@ -245,6 +256,7 @@ def tag_request(**fields) -> recur_pb2.TagRequest:
     return recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=MODEL), **fields)
 
 
+@needs_brown
 def test_tag_over_grpc_both_input_forms(tag_server, tagger_export):
     report, _ = tagger_export
     signature = tf.saved_model.load(str(report.export_path)).signatures["tag"]
@@ -266,6 +278,7 @@ def test_tag_over_grpc_both_input_forms(tag_server, tagger_export):
     assert status.metrics["test_accuracy"] == report.metrics["test_accuracy"]
 
 
+@needs_brown
 def test_the_client_prints_tokens_with_their_tags(tag_server):
     out = subprocess.run([sys.executable, "-m", "serving.client", "--target",
                           tag_server.target, "tag", "The jury said it."], cwd=ROOT,
@@ -288,6 +301,7 @@ def test_the_client_prints_tokens_with_their_tags(tag_server):
     ({"token_lists": [recur_pb2.TokenList(tokens=["w"] * 301)]},
      r"hold 301\+ tokens in all; the limit is 300"),
 ])
+@needs_brown
 def test_bad_tag_requests_name_the_field(tag_server, fields, message):
     with RecurClient(tag_server.target) as client, pytest.raises(grpc.RpcError) as error:
         client.stub.Tag(tag_request(**fields), timeout=30)
@@ -295,6 +309,7 @@ def test_bad_tag_requests_name_the_field(tag_server, fields, message):
     assert re.search(message, error.value.details()), error.value.details()
 
 
+@needs_brown
 def test_bad_requests_lose_nothing_for_the_others(tag_server):
     """Good and bad requests at once: every good one is answered, every bad one refused."""
     answers, refusals = [], []
@@ -318,6 +333,7 @@ def test_bad_requests_lose_nothing_for_the_others(tag_server):
                for a in answers)
 
 
+@needs_brown
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(st.text(ASSIGNED, max_size=80), max_size=6),
@@ -339,6 +355,7 @@ def test_random_tag_requests_get_an_answer_or_a_clear_refusal(tag_server, texts,
     assert [[t.token for t in r.tokens] for r in response.results] == expected
 
 
+@needs_brown
 def test_a_tagger_does_not_translate(tag_server):
     with RecurClient(tag_server.target) as client, pytest.raises(grpc.RpcError) as error:
         client.stub.Translate(recur_pb2.TranslateRequest(
