@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -52,19 +53,24 @@ def request(model: str, text: str, beam: int) -> recur_pb2.TranslateRequest:
                                                                       num_hypotheses=1))
 
 
-def closed_loop(target: str, model: str, sources: list[str], clients: int, total: int,
-                beam: int, labels: list[str] | None = None) -> dict:
-    """`clients` threads each send one sentence at a time until `total` are answered.
+@dataclass
+class Driven:
+    latencies: list[tuple[int, float]]  # (request index, seconds) of each answered one
+    units: int  # output units (tokens) the answers carried
+    errors: list[str]  # status code names of the failed requests
+    seconds: float
 
-    With `labels` (one per source), latency percentiles are also reported per label.
-    """
-    latencies: list[tuple[str, float]] = []
-    tokens = [0]
-    errors: list[str] = []
+
+def drive(target: str, clients: int, total: int,
+          send: Callable[[RecurClient, int], int]) -> Driven:
+    """`clients` threads, each with its own channel, send requests 0..total-1 one at a
+    time (`send(client, i)` makes the call and returns the output units it got) until
+    all are answered: a closed loop, the load of `clients` waiting users."""
+    driven = Driven([], 0, [], 0.0)
     counter = iter(range(total))
     lock = threading.Lock()
 
-    def client_loop():
+    def client_loop() -> None:
         with RecurClient(target, timeout=120) as client:
             while True:
                 with lock:
@@ -73,27 +79,41 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
                     return
                 started = time.perf_counter()
                 try:
-                    response = client.stub.Translate(
-                        request(model, sources[i % len(sources)], beam), timeout=120)
+                    units = send(client, i)
                 except grpc.RpcError as error:
-                    errors.append(error.code().name)
+                    driven.errors.append(error.code().name)
                     continue
-                label = labels[i % len(sources)] if labels else "all"
                 with lock:
-                    latencies.append((label, time.perf_counter() - started))
-                    tokens[0] += response.results[0].hypotheses[0].num_tokens
+                    driven.latencies.append((i, time.perf_counter() - started))
+                    driven.units += units
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        for _ in range(clients):
-            pool.submit(client_loop)
-    seconds = time.perf_counter() - started
-    result = {"clients": clients, "requests": total, "errors": len(errors),
-              "sentences_per_second": round(len(latencies) / seconds, 2),
-              "target_tokens_per_second": round(tokens[0] / seconds, 1),
-              **latency_summary([s for _, s in latencies])}
+        for future in [pool.submit(client_loop) for _ in range(clients)]:
+            future.result()  # a client's own failure is the benchmark's
+    driven.seconds = time.perf_counter() - started
+    return driven
+
+
+def closed_loop(target: str, model: str, sources: list[str], clients: int, total: int,
+                beam: int, labels: list[str] | None = None) -> dict:
+    """`clients` threads each send one sentence at a time until `total` are answered.
+
+    With `labels` (one per source), latency percentiles are also reported per label.
+    """
+    def send(client: RecurClient, i: int) -> int:
+        response = client.stub.Translate(request(model, sources[i % len(sources)], beam),
+                                         timeout=120)
+        return response.results[0].hypotheses[0].num_tokens
+
+    run = drive(target, clients, total, send)
+    result = {"clients": clients, "requests": total, "errors": len(run.errors),
+              "sentences_per_second": round(len(run.latencies) / run.seconds, 2),
+              "target_tokens_per_second": round(run.units / run.seconds, 1),
+              **latency_summary([s for _, s in run.latencies])}
     for label in sorted(set(labels or [])):
-        result[label] = latency_summary([s for name, s in latencies if name == label])
+        result[label] = latency_summary([s for i, s in run.latencies
+                                         if labels[i % len(sources)] == label])
     return result
 
 

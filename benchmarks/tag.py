@@ -20,19 +20,16 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model.startup import import_tensorflow
 
 import_tensorflow()  # before anything else imports it: quietly
 
-import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.load import latency_summary  # noqa: E402
+from benchmarks.load import drive, latency_summary  # noqa: E402
 from model.contract import PRETOKENIZED, TAG, TEXTS  # noqa: E402
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
@@ -61,40 +58,18 @@ def closed_loop(target: str, model: str, texts: list[str], clients: int, per_req
                 total: int) -> dict:
     """`clients` threads each send one request of `per_request` texts at a time until
     `total` requests are answered."""
-    latencies: list[float] = []
-    tokens, errors = [0], []
-    counter = iter(range(total))
-    lock = threading.Lock()
+    def send(client: RecurClient, i: int) -> int:
+        start = (i * per_request) % (len(texts) - per_request + 1)
+        response = client.stub.Tag(recur_pb2.TagRequest(
+            model=recur_pb2.ModelSpec(name=model), texts=texts[start:start + per_request]),
+            timeout=120)
+        return sum(len(result.tokens) for result in response.results)
 
-    def client_loop() -> None:
-        with RecurClient(target, timeout=120) as client:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                start = (i * per_request) % (len(texts) - per_request + 1)
-                request = recur_pb2.TagRequest(model=recur_pb2.ModelSpec(name=model),
-                                               texts=texts[start:start + per_request])
-                sent = time.perf_counter()
-                try:
-                    response = client.stub.Tag(request, timeout=120)
-                except grpc.RpcError as error:
-                    errors.append(error.code().name)
-                    continue
-                with lock:
-                    latencies.append(time.perf_counter() - sent)
-                    tokens[0] += sum(len(r.tokens) for r in response.results)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(client_loop) for _ in range(clients)]:
-            future.result()  # a client's own failure is the benchmark's
-    seconds = time.perf_counter() - started
-    return {"clients": clients, "requests": total, "errors": len(errors),
-            "tokens_per_second": round(tokens[0] / seconds),
-            "requests_per_second": round(len(latencies) / seconds, 1),
-            **latency_summary(latencies)}
+    run = drive(target, clients, total, send)
+    return {"clients": clients, "requests": total, "errors": len(run.errors),
+            "tokens_per_second": round(run.units / run.seconds),
+            "requests_per_second": round(len(run.latencies) / run.seconds, 1),
+            **latency_summary([s for _, s in run.latencies])}
 
 
 def main(argv: list[str] | None = None) -> int:

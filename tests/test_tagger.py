@@ -4,6 +4,7 @@ user's files, the export, and `Tag` over real gRPC (good and bad requests)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import re
 import subprocess
@@ -383,3 +384,18 @@ def test_stored_and_computed_char_features_tag_alike(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "export")).signatures["tag"]
     np.testing.assert_allclose(call(loaded, texts)["probabilities"], out["probabilities"],
                                rtol=1e-6)
+
+
+@needs_brown
+def test_the_tagging_benchmark_runs_end_to_end(tagger_export, tmp_path):
+    _, base = tagger_export
+    output = tmp_path / "bench"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tag", str(base), "--model", MODEL, "--batch-sizes",
+         "1", "8", "--concurrency", "1", "2", "--sentences", "64", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(output.with_suffix(".json").read_text())
+    assert [r["batch_size"] for r in results["offline"]] == [1, 8]
+    assert [r["clients"] for r in results["server"]] == [1, 2]
+    assert all(r["errors"] == 0 and r["tokens_per_second"] > 0 for r in results["server"])
