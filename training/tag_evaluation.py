@@ -9,26 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-TagFn = Callable[[list[list[str]]], list[list[str]]]
-"""A batch of token lists -> a tag per token."""
 
 Sentence = list[tuple[str, str]]
-
-
-def tag_all(tag: TagFn, sentences: Sequence[list[str]], batch_size: int = 64,
-            desc: str = "tagging") -> list[list[str]]:
-    """Tags in batches of similar length (less padding), in the original order."""
-    order = np.argsort([len(s) for s in sentences], kind="stable")
-    outputs: list[list[str]] = [[] for _ in sentences]
-    with tqdm(total=len(sentences), desc=desc, unit="sent", mininterval=2.0) as progress:
-        for start in range(0, len(order), batch_size):
-            ids = order[start:start + batch_size]
-            for i, tags in zip(ids, tag([list(sentences[i]) for i in ids]), strict=True):
-                outputs[i] = tags
-            progress.update(len(ids))
-    return outputs
 
 
 @dataclass

@@ -25,7 +25,7 @@ from model.translator import Translator
 from training.config import TrainingConfig
 from training.corpora import Splits, load_bible_pairs, read_parallel_tsv, split_fraction
 from training.driver import Prepared, TrainingTask
-from training.evaluate import bleu_chrf, translate_all
+from training.evaluate import bleu_chrf, in_length_order
 from training.pipeline import translation_batches
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class TranslateTask(TrainingTask):
             for split, pairs in data.held_out.items():
                 if not pairs:
                     continue
-                hypotheses = translate_all(translate, [s for s, _ in pairs],
+                hypotheses = in_length_order(translate, [s for s, _ in pairs],
                                            desc=f"{split} {decoder}")
                 for key, value in bleu_chrf(hypotheses, [t for _, t in pairs]).items():
                     figures[f"{split}_{key}_{decoder}"] = value
