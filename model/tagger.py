@@ -2,9 +2,10 @@
 
 The lecture's bidirectional RNN on its motivating case, where a word's tag depends on
 the words on both sides: each word is a word embedding (looked up by its normalised
-form) beside character features (a character CNN over its original spelling, so unseen
-words, capitals and suffixes still count), then stacked bidirectional recurrent layers
-and a softmax over the tags at each position. Padding is masked: a token's tag never
+form) beside features of its spelling (a character CNN over it, so unseen words, capitals
+and suffixes still count, and optionally the open classes a dictionary allows it:
+`model/lexicon.py`), then stacked bidirectional recurrent layers and a softmax over the
+tags at each position. Padding is masked: a token's tag never
 depends on how long the other sentences of its batch are.
 
 `TaggerFeatures` turns tokens into the model's inputs inside the graph, for the
@@ -25,6 +26,7 @@ from model.config import option
 from model.contract import SOURCE_TOKENS, TAG
 from model.export import portable_kernels
 from model.gradient_norm import GradientNormModel
+from model.lexicon import Lexicon
 from model.seq2seq import RNN_LAYERS
 from model.words import split_pretokenized, tokenize
 
@@ -58,6 +60,13 @@ class TaggerConfig:
     char_encoder: str = option("cnn", "character features: cnn (fast) or bilstm (a "
                                       "character BiLSTM, final states of both directions)")
     char_units: int = option(50, "units per direction of the character BiLSTM")
+    lexicon: str = option("wordnet", "dictionary features per word, the open classes "
+                                     "(NOUN, VERB, ADJ, ADV) a lexicon allows it and its "
+                                     "inflections: wordnet (WordNet 3.1, English) or none")
+
+    @property
+    def uses_lexicon(self) -> bool:
+        return self.lexicon != "none"
 
 
 def normalize_words(tokens: tf.Tensor) -> tf.Tensor:
@@ -72,28 +81,36 @@ class TaggerFeatures(tf.Module):
     Args:
       vocabulary: normalised words (`normalize_words`) with their own embedding, most
         frequent first; every other word is unknown.
+      lexicon: adds `lexicon` features (for a model with `uses_lexicon`).
     """
 
-    def __init__(self, vocabulary: Sequence[str], max_word_chars: int):
+    def __init__(self, vocabulary: Sequence[str], max_word_chars: int,
+                 lexicon: Lexicon | None = None):
         super().__init__(name="tagger_features")
         self.vocabulary_size = len(vocabulary) + 2
         self.max_word_chars = max_word_chars
+        self.lexicon = lexicon
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(vocabulary), tf.string),
                 tf.range(2, len(vocabulary) + 2, dtype=tf.int64)), UNKNOWN_ID)
 
     def __call__(self, tokens: tf.RaggedTensor) -> dict[str, tf.Tensor]:
-        """tokens [batch, (time)] -> `words` [batch, time] and `chars` [batch, time,
-        max_word_chars + 2] int32, 0-padded; time is at least 1."""
+        """tokens [batch, (time)] -> `words` [batch, time] int32, what `spelled` gives
+        per token ([batch, time, ...]), 0-padded; time is at least 1."""
         flat = tokens.flat_values
-        width = self.max_word_chars + 2
         shape = padded_shape(tokens)
-        return {
-            "words": tokens.with_flat_values(self.words(flat)).to_tensor(shape=shape),
-            "chars": tokens.with_flat_values(self.chars(flat)).to_tensor(
-                shape=tf.concat([shape, [width]], 0)),
-        }
+        padded = {name: tokens.with_flat_values(values).to_tensor(
+                      shape=tf.concat([shape, tf.shape(values, shape.dtype)[1:]], 0))
+                  for name, values in self.spelled(flat).items()}
+        return {"words": tokens.with_flat_values(self.words(flat)).to_tensor(shape=shape),
+                **padded}
+
+    def spelled(self, tokens: tf.Tensor) -> dict[str, tf.Tensor]:
+        """tokens [n] -> what depends on the spelling alone: `chars` [n, max_word_chars
+        + 2] int32 and, with a lexicon, `lexicon` [n, lexicon.FEATURES] float32."""
+        lexicon = {} if self.lexicon is None else {"lexicon": self.lexicon(tokens)}
+        return {"chars": self.chars(tokens), **lexicon}
 
     def words(self, tokens: tf.Tensor) -> tf.Tensor:
         """tokens [n] -> word ids [n] int32."""
@@ -199,9 +216,10 @@ CHAR_ENCODERS = ("cnn", "bilstm")
 
 @keras.saving.register_keras_serializable(package="recur")
 class Tagger(GradientNormModel):
-    """{"words": [batch, time], "chars": [batch, time, chars]} -> logits [batch, time,
-    tags] (float32), masked where words is padding. Instead of "chars", the export gives
-    "char_features" [batch, time, features]: what `self.chars` makes of them.
+    """{"words": [batch, time], "chars": [batch, time, chars], with `uses_lexicon` also
+    "lexicon": [batch, time, lexicon.FEATURES]} -> logits [batch, time, tags] (float32),
+    masked where words is padding. Instead of "chars" and "lexicon", the export gives
+    "spelling" [batch, time, features]: what `self.spelling` makes of them.
 
     Args:
       word_counts: training count of each word id (0 for padding and unknown).
@@ -236,15 +254,25 @@ class Tagger(GradientNormModel):
     def call(self, inputs, training=False):
         words = self.word_dropout(inputs["words"], training=training)
         mask = inputs["words"] != PAD_ID
-        chars = (inputs["char_features"] if "char_features" in inputs
-                 else self.chars(inputs["chars"]))
+        spelling = inputs["spelling"] if "spelling" in inputs else self.spelling(inputs)
         features = keras.ops.concatenate(
-            [self.word_embedding(words), keras.ops.cast(chars, self.compute_dtype)], axis=-1)
+            [self.word_embedding(words), keras.ops.cast(spelling, self.compute_dtype)],
+            axis=-1)
         hidden = self.input_dropout(features, training=training)
         for layer in self.recurrent:
             hidden = self.output_dropout(layer(hidden, mask=mask, training=training),
                                          training=training)
         return self.classify(hidden)
+
+    def spelling(self, inputs: dict) -> tf.Tensor:
+        """`chars` (and `lexicon`) [batch, time, ...] -> what the model reads of a
+        token's spelling [batch, time, features]: its character features (and lexicon
+        bits). The same for every occurrence of a spelling, so the export stores it."""
+        chars = self.chars(inputs["chars"])
+        if not self.config.uses_lexicon:
+            return chars
+        return keras.ops.concatenate(
+            [chars, keras.ops.cast(inputs["lexicon"], chars.dtype)], axis=-1)
 
     def compute_mask(self, inputs, previous_mask=None):
         return inputs["words"] != PAD_ID
@@ -263,10 +291,11 @@ class TaggerExport(tf.Module):
     """The SavedModel of a trained `Tagger`: the `TAG` contract's signature.
 
     Args:
-      spellings: tokens (as written) whose character features are computed once, here,
-        and stored in the export (the training text's frequent spellings: nearly every
-        token served); the others' are computed per request, once per distinct token
-        of a batch. The same numbers either way, for less work per token.
+      spellings: tokens (as written) whose spelling features (`Tagger.spelling`) are
+        computed once, here, and stored in the export (the training text's frequent
+        spellings: nearly every token served); the others' are computed per request,
+        once per distinct token of a batch. The same numbers either way, for less work
+        per token.
     """
 
     def __init__(self, model: Tagger, features: TaggerFeatures, tags: Sequence[str],
@@ -279,15 +308,15 @@ class TaggerExport(tf.Module):
         spellings = list(spellings)
         self.spellings = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(spellings, tf.string), tf.range(len(spellings), dtype=tf.int64)), -1)
-        self.spelling_features = tf.Variable(self._char_features(spellings), trainable=False,
-                                             name="spelling_features")
+        self.spelling_features = tf.Variable(
+            tf.concat([self._spelling(tf.constant(spellings[i:i + 4096], tf.string))
+                       for i in range(0, max(len(spellings), 1), 4096)], 0),
+            trainable=False, name="spelling_features")
 
-    def _char_features(self, tokens: list[str], batch: int = 4096) -> tf.Tensor:
-        """tokens -> char features [len(tokens), features] float32, in batches."""
-        parts = [self.model.chars(self.features.chars(tf.constant(tokens[i:i + batch],
-                                                                  tf.string))[None])[0]
-                 for i in range(0, max(len(tokens), 1), batch)]
-        return tf.cast(tf.concat(parts, 0), tf.float32)
+    def _spelling(self, tokens: tf.Tensor) -> tf.Tensor:
+        """tokens [n] -> spelling features [n, features] float32."""
+        inputs = {name: values[None] for name, values in self.features.spelled(tokens).items()}
+        return tf.cast(self.model.spelling(inputs)[0], tf.float32)
 
     @tf.function(input_signature=TAG.signature.inputs)
     def tag(self, texts, pretokenized):
@@ -297,10 +326,10 @@ class TaggerExport(tf.Module):
         tokens = tf.cond(pretokenized, lambda: split_pretokenized(texts),
                          lambda: tokenize(texts).with_row_splits_dtype(tf.int64))
         shape = padded_shape(tokens)
-        char_features = tokens.with_flat_values(self._batch_char_features(tokens.flat_values))
+        spelling = tokens.with_flat_values(self._batch_spelling(tokens.flat_values))
         inputs = {"words": tokens.with_flat_values(self.features.words(tokens.flat_values))
                   .to_tensor(shape=shape),
-                  "char_features": char_features.to_tensor(
+                  "spelling": spelling.to_tensor(
                       shape=tf.concat([shape, [tf.shape(self.spelling_features)[1]]], 0))}
         probabilities = tf.nn.softmax(self.model(inputs, training=False))
         lengths = tf.cast(tokens.row_lengths(), tf.int32)
@@ -313,15 +342,14 @@ class TaggerExport(tf.Module):
             SOURCE_TOKENS: lengths,
         }
 
-    def _batch_char_features(self, tokens: tf.Tensor) -> tf.Tensor:
-        """tokens [n] -> char features [n, features]: stored ones for known spellings,
-        computed once per distinct other token."""
+    def _batch_spelling(self, tokens: tf.Tensor) -> tf.Tensor:
+        """tokens [n] -> spelling features [n, features]: stored ones for known
+        spellings, computed once per distinct other token."""
         row = self.spellings.lookup(tokens)
         known = row >= 0
         unknown = tf.where(~known)[:, 0]
         distinct, which = tf.unique(tf.gather(tokens, unknown))
-        computed = tf.cast(self.model.chars(self.features.chars(distinct)[None])[0],
-                           tf.float32)
+        computed = self._spelling(distinct)
         stored = tf.gather(self.spelling_features, tf.maximum(row, 0))
         spread = tf.scatter_nd(unknown[:, None], tf.gather(computed, which),
                                tf.shape(stored, out_type=tf.int64))

@@ -20,6 +20,7 @@ from training.corpora import (
     load_brown,
     load_emoji,
     load_ptb_chars,
+    load_wordnet_lemmas,
 )
 from training.corpora.bible import DEV_BOOKS, TEST_BOOKS
 
@@ -95,3 +96,10 @@ def test_ptb_character_counts() -> None:
     assert (len(train), len(dev), len(test)) == (5_101_618, 399_782, 449_945)
     assert (train.count("\n"), dev.count("\n"), test.count("\n")) == (42_068, 3_370, 3_761)
     assert len(set(train.split())) == 9_999  # Mikolov's 10k vocabulary minus <eos>
+
+
+def test_wordnet_lemma_counts_by_class() -> None:
+    lemmas = load_wordnet_lemmas()
+    assert {k: len(v) for k, v in lemmas.items()} == {
+        "NOUN": 117_953, "VERB": 11_540, "ADJ": 21_499, "ADV": 4_475}
+    assert "thrive" in lemmas["VERB"] and "thrive" not in lemmas["NOUN"]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from model.contract import PRETOKENIZED, TAG, TEXTS
 from model.export import read_metadata
+from model.lexicon import CLASSES, Lexicon
 from model.words import PRETOKENIZED_SEPARATOR, tokenize, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
@@ -140,6 +141,9 @@ def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export
     assert set(UNIVERSAL_TAGS) - {"X"} <= set(metadata["tags"]) <= set(UNIVERSAL_TAGS)
     runs = Path(metadata["config"]["run_dir"]) / MODEL
     assert (runs / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+    # The export holds WordNet's lemmas (the default lexicon), so it carries its licence.
+    assert metadata["config"]["lexicon"] == "wordnet"
+    assert "Princeton University" in (report.export_path / "WORDNET-LICENSE.txt").read_text()
 
 
 @needs_brown
@@ -230,7 +234,8 @@ def test_training_on_a_users_treebank(tmp_path, form):
     out = subprocess.run(
         [sys.executable, "-m", "training.run", "tag", "--train-file", str(path), "--epochs",
          "6", "--learning-rate", "0.01", "--units", "16", "--word-dim", "16",
-         "--char-filters", "8", "--run-dir", str(tmp_path / "runs"), "--export-base",
+         "--char-filters", "8", "--lexicon", "none", "--run-dir", str(tmp_path / "runs"),
+         "--export-base",
          str(tmp_path / "exports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     export = tmp_path / "exports" / "tag-mine" / "1"
@@ -365,12 +370,44 @@ def test_a_tagger_does_not_translate(tag_server):
     assert "answers Tag, not Translate" in error.value.details()
 
 
-def test_stored_and_computed_char_features_tag_alike(tmp_path):
-    """The export stores char features of known spellings and computes the others: the
-    same probabilities as the model fed character ids, whatever mix a batch has."""
+def test_the_lexicon_gives_the_classes_of_a_word_its_lemma_and_its_head():
+    lexicon = Lexicon({"NOUN": ["box", "floor", "man", "ice_cream"],
+                       "VERB": ["thrive", "box", "stop"],
+                       "ADJ": ["tangy", "left-handed", "grim"], "ADV": ["thrice"]})
+    words = ["thrives", "Boxes", "tangier", "men", "first-floor", "left-handed", "Thrice",
+             "floored", "ice_cream", "zebra", "-", "floor-", "-floor", "-", "thrivesss",
+             "stopped", "grimmer", "grimer"]
+    bits = lexicon(tf.constant(words)).numpy()
+    found = {w: ({CLASSES[i] for i in np.flatnonzero(row[:4])},
+                 {CLASSES[i] for i in np.flatnonzero(row[4:])})
+             for w, row in zip(words, bits, strict=True)}
+    assert found == {
+        "thrives": ({"VERB"}, set()), "Boxes": ({"NOUN", "VERB"}, set()),
+        "tangier": ({"ADJ"}, set()), "men": ({"NOUN"}, set()),
+        "first-floor": (set(), {"NOUN"}), "left-handed": ({"ADJ"}, set()),
+        "Thrice": ({"ADV"}, set()), "floored": (set(), set()),  # no VERB "floor" here
+        "ice_cream": (set(), set()), "zebra": (set(), set()), "-": (set(), set()),
+        "floor-": (set(), set()), "-floor": (set(), set()), "thrivesss": (set(), set()),
+        "stopped": ({"VERB"}, set()), "grimmer": ({"ADJ"}, set()), "grimer": ({"ADJ"}, set())}
+
+
+def test_an_unknown_lexicon_is_refused_by_its_flag():
+    from training.corpora import CorpusError
+    from training.tag import TagConfig, lexicon
+
+    assert lexicon(TagConfig(lexicon="none")) is None
+    with pytest.raises(CorpusError, match="--lexicon must be one of wordnet, none"):
+        lexicon(TagConfig(lexicon="wordnet3"))
+
+
+def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
+    """The export stores spelling features (characters, lexicon) of known spellings and
+    computes the others: the same probabilities as the model fed character ids and
+    lexicon bits, whatever mix a batch has."""
     from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures
 
-    features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8)
+    lexicon = Lexicon({"NOUN": ["dog", "zebra"], "VERB": ["run", "sprint"]})
+    features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon)
     model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8))
     export = TaggerExport(model, features, ["A", "B", "C", "D"], ["The", "dog", "runs", "."])
     texts = ["The dog runs .", "the Dog sprints away , the dog runs .", "Zebras !"]

@@ -69,30 +69,30 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
 
 def tagging_batches(tokens: tf.RaggedTensor, tags: tf.RaggedTensor, features,
                     batch_size: int, shuffle_seed: int | None = None) -> Batches:
-    """Tagged sentences -> ({"words", "chars"}, tags, weights) batches of similar length.
+    """Tagged sentences -> (inputs, tags, weights) batches of similar length.
 
     tokens [sentences, (time)] string and tags [sentences, (time)] int32; `features`
-    (a `model.tagger.TaggerFeatures`) turns tokens into the model's inputs; weights
-    [batch, time] are 1 on real tokens, 0 on padding. Training (with `shuffle_seed`) and
-    evaluation pipelines as in `translation_batches`.
+    (a `model.tagger.TaggerFeatures`) turns tokens into the model's inputs (a dict of
+    [batch, time, ...] tensors); weights [batch, time] are 1 on real tokens, 0 on
+    padding. Training (with `shuffle_seed`) and evaluation pipelines as in
+    `translation_batches`.
     """
     count = int(tokens.nrows())
     if not count:
         return Batches(tf.data.Dataset.range(0), 0)
 
     def featurize(tokens, tags):  # ragged chunks -> padded rows + their lengths
-        inputs = features(tokens)
-        return inputs["words"], inputs["chars"], tags.to_tensor(), tokens.row_lengths()
+        return features(tokens), tags.to_tensor(), tokens.row_lengths()
 
     ds = tf.data.Dataset.from_tensor_slices((tokens, tags)).ragged_batch(1024)
     ds = ds.map(featurize).unbatch()
-    ds = ds.map(lambda w, c, t, n: (w[:n], c[:n], t[:n])).cache()
+    ds = ds.map(lambda x, t, n: ({k: v[:n] for k, v in x.items()}, t[:n])).cache()
 
-    def weigh(words, chars, tags):
-        return {"words": words, "chars": chars}, tags, tf.cast(words != 0, tf.float32)
+    def weigh(inputs, tags):
+        return inputs, tags, tf.cast(inputs["words"] != 0, tf.float32)
 
-    return _bucketed(ds, count, lambda w, c, t: tf.shape(w)[0], batch_size, shuffle_seed,
-                     weigh)
+    return _bucketed(ds, count, lambda x, t: tf.shape(x["words"])[0], batch_size,
+                     shuffle_seed, weigh)
 
 
 def _bucketed(ds: tf.data.Dataset, count: int, length, batch_size: int,

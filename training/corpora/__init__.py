@@ -24,6 +24,7 @@ from training.corpora.user_files import (
     read_text,
     split_fraction,
 )
+from training.corpora.wordnet import load_wordnet_lemmas
 
 __all__ = [
     "BIBLES",
@@ -39,6 +40,7 @@ __all__ = [
     "load_brown",
     "load_emoji",
     "load_ptb_chars",
+    "load_wordnet_lemmas",
     "read_captions",
     "read_conllu",
     "read_parallel_tsv",
