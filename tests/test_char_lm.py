@@ -1,0 +1,77 @@
+"""The character LM's backbones: the seed's "hello" example for each recurrent cell, and
+WaveNet's cached generation step against its full convolution."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.char_lm import CharLM, CharLMConfig
+
+HELLO = "helo"  # the seed's vocabulary: h, e, l, o
+
+
+def greedy(model: CharLM, start: int, steps: int) -> list[int]:
+    """Feeds `start`, then each most likely next character, one step at a time."""
+    state, token, out = model.initial_state(1), tf.constant([start]), [start]
+    for _ in range(steps):
+        log_probs, state = model.step(token, state)
+        token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        out.append(int(token[0]))
+    return out
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_seeds_hello_example(cell):
+    """Trained with teacher forcing on "hello" (inputs "hell", targets "ello"), greedy
+    generation from "h" gives "hello": after the first "l" the model must know whether
+    it saw one "l" or two, which only its state can tell."""
+    keras.utils.set_random_seed(1)
+    ids = [HELLO.index(c) for c in "hello"]
+    model = CharLM(len(HELLO), CharLMConfig(backbone=cell, embedding_dim=8, units=16,
+                                            dropout=0.0))
+    model.compile(optimizer=keras.optimizers.Adam(0.02),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.array([ids[:-1]] * 8), np.array([ids[1:]] * 8)
+    model.fit(x, y, epochs=150, batch_size=8, verbose=0)
+    assert "".join(HELLO[i] for i in greedy(model, HELLO.index("h"), 4)) == "hello"
+
+
+@pytest.mark.parametrize("backbone", ["rnn", "lstm", "gru", "wavenet"])
+def test_reading_whole_and_stepping_give_the_same_distributions(backbone):
+    """The step function the decoder runs gives, position by position, exactly what the
+    model computes over the whole sequence in training, also after a prompt read in one
+    pass (`read`) whose state the steps continue from."""
+    keras.utils.set_random_seed(2)
+    model = CharLM(11, CharLMConfig(backbone=backbone, embedding_dim=8, units=12, layers=2,
+                                    dilation_cycle=2, skip_channels=10))
+    chars = tf.constant(np.random.default_rng(0).integers(0, 11, (3, 17)), tf.int32)
+    whole = tf.nn.log_softmax(model(chars)).numpy()
+    for prompt in (0, 6):
+        state = model.initial_state(3)
+        if prompt:
+            _, state = model.read(chars[:, :prompt], state)
+        for t in range(prompt, 17):
+            log_probs, state = model.step(chars[:, t], state)
+            np.testing.assert_allclose(log_probs.numpy(), whole[:, t], atol=1e-5,
+                                       err_msg=f"position {t} after a prompt of {prompt}")
+
+
+def test_wavenet_sees_exactly_its_receptive_field():
+    """Dilations 1, 2, 4, 8, 1, 2 with kernel width 2: each position sees itself and the
+    18 before it, and nothing after it (causal)."""
+    keras.utils.set_random_seed(3)
+    model = CharLM(7, CharLMConfig(backbone="wavenet", embedding_dim=6, units=8, layers=6,
+                                   dilation_cycle=4, skip_channels=8))
+    assert model.backbone.dilations == [1, 2, 4, 8, 1, 2]
+    assert model.backbone.receptive_field == 19
+    chars = np.random.default_rng(1).integers(0, 7, (1, 40))
+    base = model(tf.constant(chars)).numpy()[0]
+    t = 30
+    for changed, seen in ((t - 18, True), (t - 19, False), (t + 1, False)):
+        other = chars.copy()
+        other[0, changed] = (other[0, changed] + 1) % 7
+        moved = not np.allclose(model(tf.constant(other)).numpy()[0, t], base[t], atol=1e-6)
+        assert moved == seen, f"position {t} {'should' if seen else 'should not'} see {changed}"
