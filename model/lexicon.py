@@ -59,7 +59,7 @@ class Lexicon(tf.Module):
                 if " " not in lemma and "_" not in lemma:
                     key = lemma.lower()
                     masks[key] = masks.get(key, 0) | 1 << bit
-        self.size = len(masks)
+        self.size = len(masks)  # lemmas in the table, for the log
         self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(masks), tf.string),
             tf.constant(list(masks.values()), tf.int64)), 0)
@@ -67,11 +67,11 @@ class Lexicon(tf.Module):
     def __call__(self, tokens: tf.Tensor) -> tf.Tensor:
         """tokens [n] string -> features [n, FEATURES] float32."""
         words = tf.strings.lower(tokens, encoding="utf-8")
-        head = tf.strings.regex_replace(words, "^.*-", "")
-        compound = tf.strings.regex_full_match(words, ".*[^-].*-.+")
-        found = tf.reshape(self.classes(tf.concat([words, head], 0)), [2, -1, len(CLASSES)])
-        return tf.cast(tf.concat([found[0], found[1] & compound[:, None]], axis=1),
-                       tf.float32)
+        # A compound's head; "" (which no rule matches: no lookups) for other words.
+        heads = tf.where(tf.strings.regex_full_match(words, ".*[^-].*-.+"),
+                         tf.strings.regex_replace(words, "^.*-", ""), "")
+        found = tf.reshape(self.classes(tf.concat([words, heads], 0)), [2, -1, len(CLASSES)])
+        return tf.cast(tf.concat([found[0], found[1]], axis=1), tf.float32)
 
     def classes(self, words: tf.Tensor) -> tf.Tensor:
         """Lower-cased words [n] -> [n, len(CLASSES)] bool: the classes listing the word

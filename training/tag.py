@@ -151,7 +151,12 @@ def lexicon(config: TagConfig) -> Lexicon | None:
     if config.lexicon not in LEXICONS:
         raise CorpusError(f"--lexicon must be one of {', '.join(LEXICONS)}, got "
                           f"{config.lexicon!r}")
-    return Lexicon(load_wordnet_lemmas()) if config.lexicon == "wordnet" else None
+    if config.lexicon == "none":
+        return None
+    lexicon = Lexicon(load_wordnet_lemmas())
+    log.info("lexicon: %s single-word WordNet lemmas (--lexicon none turns it off)",
+             f"{lexicon.size:,}")
+    return lexicon
 
 
 def ragged(sentences: list[Sentence], tag_ids: dict[str, int]
