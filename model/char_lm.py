@@ -70,14 +70,16 @@ class RecurrentBackbone(keras.layers.Layer):
         per_layer = 2 if isinstance(self.rnns[0], keras.layers.LSTM) else 1
         return [tf.zeros([batch, self.units]) for _ in self.rnns for _ in range(per_layer)]
 
-    def sequence(self, x: tf.Tensor, state: State, training: bool = False
-                 ) -> tuple[tf.Tensor, State]:
-        """x [batch, time, d], state -> (outputs [batch, time, units], state after the
-        last position)."""
+    def sequence(self, x: tf.Tensor, state: State, lengths: tf.Tensor | None = None,
+                 training: bool = False) -> tuple[tf.Tensor, State]:
+        """x [batch, time, d], state -> (outputs [batch, time, units], state after each
+        row's last position: its `lengths` [batch] if given, else `time`)."""
+        mask = None if lengths is None else tf.sequence_mask(lengths, tf.shape(x)[1])
         states, per_layer = [], len(state) // len(self.rnns)
         for i, rnn in enumerate(self.rnns):
+            # Masked (padding) positions keep the state they found.
             x, *final = rnn(x, initial_state=state[i * per_layer:(i + 1) * per_layer],
-                            training=training)
+                            mask=mask, training=training)
             x = self.dropout(x, training=training)
             states += final
         return x, states
@@ -123,16 +125,22 @@ class WaveNetBackbone(keras.layers.Layer):
         gated = self.dropout(tf.tanh(filter_) * tf.sigmoid(gate), training=training)
         return now + self.residual[i](gated), self.skip[i](gated)
 
-    def sequence(self, x: tf.Tensor, state: State, training: bool = False
-                 ) -> tuple[tf.Tensor, State]:
+    def sequence(self, x: tf.Tensor, state: State, lengths: tf.Tensor | None = None,
+                 training: bool = False) -> tuple[tf.Tensor, State]:
         """x [batch, time, d], state (what came before x) -> (outputs [batch, time,
-        skip_channels], state after the last position)."""
+        skip_channels], state after each row's last position: its `lengths` [batch] if
+        given, else `time`)."""
         h = self.inputs(x)
+        time = tf.shape(x)[1]
+        ends = tf.fill([tf.shape(x)[0]], time) if lengths is None else lengths
         skips, states = 0.0, []
         for i, d in enumerate(self.dilations):
             history = tf.concat([state[i], h], axis=1)  # [batch, d + time, channels]
             h, skip = self._layer(i, history[:, :-d], h, training)
-            states.append(history[:, -d:])
+            # The queue after position `end` holds history[end : end + d] (causal: later
+            # positions, padding included, never reach it).
+            window = ends[:, None] + tf.range(d)[None, :]  # [batch, d]
+            states.append(tf.gather(history, window, batch_dims=1))
             skips += skip
         return tf.nn.relu(skips), states
 
@@ -178,17 +186,23 @@ class CharLM(GradientNormModel):
         self.call(tf.zeros([1, 1], tf.int32))  # creates every sublayer's weights
 
     def call(self, chars, training=False):
-        outputs, _ = self.read(chars, self.initial_state(tf.shape(chars)[0]), training)
-        return self.logits(self.output_dropout(outputs, training=training))
+        outputs, _ = self.read(chars, self.initial_state(tf.shape(chars)[0]), training=training)
+        return self.next_logits(outputs, training)
 
     def initial_state(self, batch: tf.Tensor) -> State:
         return self.backbone.initial_state(batch)
 
-    def read(self, chars: tf.Tensor, state: State, training: bool = False
-             ) -> tuple[tf.Tensor, State]:
+    def read(self, chars: tf.Tensor, state: State, lengths: tf.Tensor | None = None,
+             training: bool = False) -> tuple[tf.Tensor, State]:
         """chars [batch, time], state before them -> (backbone outputs [batch, time,
-        features], state after them): a prompt read in one pass."""
-        return self.backbone.sequence(self.embedding(chars), state, training)
+        features], state after them): a prompt read in one pass. With `lengths` [batch],
+        row i's state is the one after its first lengths[i] characters (the rest is
+        padding)."""
+        return self.backbone.sequence(self.embedding(chars), state, lengths, training)
+
+    def next_logits(self, outputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Backbone outputs [..., features] -> next-character logits [..., vocab]."""
+        return self.logits(self.output_dropout(outputs, training=training))
 
     def step(self, chars: tf.Tensor, state: State) -> tuple[tf.Tensor, State]:
         """chars [batch], state -> (log-probabilities of the next character [batch,

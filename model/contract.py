@@ -184,6 +184,8 @@ TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
 TOP_K = tf.TensorSpec([], tf.int32, name="top_k")
 TOP_P = tf.TensorSpec([], tf.float32, name="top_p")
 SEED = tf.TensorSpec([], tf.int64, name="seed")
+BY_SCORE = {TEMPERATURE.name: 0.0, TOP_K.name: 0, TOP_P.name: 1.0, SEED.name: 0}
+"""Sampling options that mean "decode by score" (beam search; greedy at width 1)."""
 
 NBEST = ("texts", "scores", "log_probs", "num_tokens")
 """Each [batch, n]: detokenised text, ranking score, log-probability (EOS included) and
@@ -224,3 +226,25 @@ TAG = TaskContract(
 """Tagging: `texts` [batch] in, each raw text (tokenised by the rule of `model/words.py`)
 or, when `pretokenized`, the client's tokens joined by U+001F; one tag per token out.
 recur.json's `tagset` names the tag set ("universal", "brown", or a user file's)."""
+
+GENERATION_OPTIONS = (MAX_LENGTH, TEMPERATURE, TOP_K, TOP_P, SEED)
+GENERATE = TaskContract(
+    task="charlm",
+    signature=FunctionContract(
+        "generate", inputs=(TEXTS, BEAM_WIDTH, NUM_HYPOTHESES, *GENERATION_OPTIONS),
+        outputs=(*NBEST, SOURCE_TOKENS, DECODE_STEPS)),
+    begin=FunctionContract(
+        "begin", inputs=(TEXTS, BEAM_WIDTH, *map(each_input, GENERATION_OPTIONS)),
+        outputs=NBEST),
+)
+"""Character-level generation: `texts` [batch] prompts (empty: from the beginning of a
+text) in, continuations of exactly `max_length` characters out (the model has no end of
+text), sampled (temperature > 0, with top_k, top_p and seed) or by beam search
+(temperature 0); `num_tokens` counts characters. `source_tokens` is each prompt's length
+in characters."""
+
+SCORED = ("log_probs", "bits_per_char", "num_chars")
+SCORE = FunctionContract("score", inputs=(TEXTS,), outputs=SCORED)
+"""The char LM's second signature: `texts` [batch] -> each text's log-probability (natural
+log, every character predicted from those before it, the first from the beginning of a
+text), its bits per character, and its length in characters."""

@@ -9,6 +9,9 @@ traced for any batch, time and source length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import tensorflow as tf
 
 from model.beam_search import (
@@ -20,7 +23,15 @@ from model.beam_search import (
     select_rows,
     settled,
 )
-from model.contract import DECODE_STEPS, ENDED, NBEST, PARTIAL_TEXTS, STEPS, TaskContract
+from model.contract import (
+    DECODE_STEPS,
+    ENDED,
+    NBEST,
+    PARTIAL_TEXTS,
+    STEPS,
+    FunctionContract,
+    TaskContract,
+)
 from model.export import portable_kernels
 
 
@@ -85,10 +96,12 @@ class DecoderExport(tf.Module):
         return after, outputs
 
     def save_functions(self, path, contract: TaskContract, signature, begin,
-                       model: tf.Module) -> None:
+                       model: tf.Module,
+                       more_signatures: Sequence[tuple[FunctionContract, Any]] = ()) -> None:
         """Writes the SavedModel: `signature` under the contract's name and as
-        `serving_default`, plus `begin` and `advance`, with `model`'s recurrent layers
-        traced with portable (non-cuDNN) kernels."""
+        `serving_default`, `more_signatures` under their contracts' names, plus `begin`
+        and `advance`, with `model`'s recurrent layers traced with portable (non-cuDNN)
+        kernels."""
         assert contract.begin is not None, f"task {contract.task!r} has no step functions"
         with portable_kernels(model):
             function = signature.get_concrete_function(*contract.signature.inputs)
@@ -96,5 +109,7 @@ class DecoderExport(tf.Module):
             any_shape = tf.nest.map_structure(
                 lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), beams)
             self.advance.get_concrete_function(any_shape, tf.TensorSpec([], tf.int32))
-            tf.saved_model.save(self, str(path), signatures={contract.signature.name: function,
-                                                             "serving_default": function})
+            signatures = {contract.signature.name: function, "serving_default": function}
+            for more, fn in more_signatures:
+                signatures[more.name] = fn.get_concrete_function(*more.inputs)
+            tf.saved_model.save(self, str(path), signatures=signatures)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default data: installs, fetches the Bible and Brown
-# corpora, trains the en->fr translator and the POS tagger with their quick profiles,
-# exports them, serves both, sends sample requests with the project's client and prints
-# the answers.
+# The main job on the embedded default data: installs, fetches the Bible, Brown and
+# Penn Treebank corpora, trains the en->fr translator, the POS tagger and the character
+# language model with their quick profiles, exports them, serves all three, sends sample
+# requests with the project's client and prints the answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh || exit 1
@@ -14,6 +14,8 @@ echo "== training the translator (quick profile) and exporting to $EXPORTS/"
 python -m training.run translate --profile quick --export-base "$EXPORTS"
 echo "== training the tagger (quick profile) and exporting to $EXPORTS/"
 python -m training.run tag --profile quick --export-base "$EXPORTS"
+echo "== training the character language model (quick profile) and exporting to $EXPORTS/"
+python -m training.run charlm --profile quick --export-base "$EXPORTS"
 
 LOG=runs/demo-server.log
 mkdir -p runs
@@ -40,6 +42,9 @@ python -m serving.client --target "localhost:$PORT" translate --beam-width 4 --n
 python -m serving.client --target "localhost:$PORT" tag \
   "The old man the boats." "Time flies like an arrow; fruit flies like a banana." \
   "She didn't send the parcel to Atlanta's new post office on Friday."
+python -m serving.client --target "localhost:$PORT" generate "the company said" \
+  --max-chars 200 --temperature 0.7 --seed 7
+python -m serving.client --target "localhost:$PORT" generate --beam-width 4 --max-chars 80
 
 echo "== metrics at http://localhost:$METRICS_PORT/metrics, for example:"
 python - "$METRICS_PORT" <<'PY'

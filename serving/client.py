@@ -7,6 +7,7 @@ Library:
 CLI:
     python -m serving.client --target localhost:8500 translate "In the beginning..."
     python -m serving.client tag "The old man the boats."
+    python -m serving.client generate "the company said" --max-chars 300 --seed 7
     python -m serving.client models
     python -m serving.client health --wait 120
 """
@@ -18,7 +19,7 @@ import collections
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -113,6 +114,16 @@ class RecurClient:
             model=recur_pb2.ModelSpec(name=model or self.default_model("tag"), version=version),
             texts=texts, token_lists=[recur_pb2.TokenList(tokens=t) for t in token_lists])
         return self.stub.Tag(request, timeout=self.timeout)
+
+    def generate_stream(self, prompt: str, model: str = "", version: int = 0,
+                        **options) -> Iterator[recur_pb2.GenerateChunk]:
+        """Streams the continuation of `prompt`; `options` are GenerateRequest fields
+        (max_chars, temperature, top_k, top_p, seed, beam_width), None = server default."""
+        request = recur_pb2.GenerateRequest(
+            model=recur_pb2.ModelSpec(name=model or self.default_model("charlm"),
+                                      version=version),
+            prompt=prompt, **{k: v for k, v in options.items() if v is not None})
+        return self.stub.GenerateStream(request, timeout=self.timeout)
 
     def list_models(self, name: str = "") -> recur_pb2.ListModelsResponse:
         return self.stub.ListModels(recur_pb2.ListModelsRequest(name=name), timeout=self.timeout)
@@ -218,6 +229,27 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--pretokenized", action="store_true",
                     help="each TEXT is already tokenised: split it on whitespace and send "
                          "token lists (default: the model tokenises raw text)")
+    ge = commands.add_parser("generate", help="continue a prompt with a character language "
+                                              "model, printing the text as it streams")
+    ge.add_argument("prompt", nargs="?", default="",
+                    help="text to continue (default: empty, the beginning of a text)")
+    ge.add_argument("--model", default="",
+                    help="model name (default: the server's first charlm model)")
+    ge.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
+    ge.add_argument("--max-chars", type=int,
+                    help="characters to write, 1..4096 (default: the model's, 200)")
+    ge.add_argument("--temperature", type=float,
+                    help="sampling temperature in (0, 10] (default: 1.0)")
+    ge.add_argument("--top-k", type=int,
+                    help="sample among the k most probable characters (default: 0 = all)")
+    ge.add_argument("--top-p", type=float,
+                    help="sample among the most probable characters holding this much "
+                         "probability, (0, 1] (default: 1 = all)")
+    ge.add_argument("--seed", type=int,
+                    help="random seed: the same seed gives the same text (default: fresh)")
+    ge.add_argument("--beam-width", type=int,
+                    help="choose the text by beam search of this width instead of sampling "
+                         "(default: sample)")
     commands.add_parser("models", help="list the served models, versions and figures")
     hl = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")
     hl.add_argument("--wait", type=float, default=0.0,
@@ -246,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     response = client.tag(args.texts, model=args.model, version=args.version)
                 _print_tags(response)
+            elif args.command == "generate":
+                chunks = client.generate_stream(
+                    args.prompt, args.model, args.version, max_chars=args.max_chars,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    seed=args.seed, beam_width=args.beam_width)
+                for i, chunk in enumerate(chunks):  # the prompt once the model answers
+                    print((args.prompt if i == 0 else "") + chunk.text, end="", flush=True)
+                print()
             elif args.command == "models":
                 print(client.list_models())
             else:

@@ -39,5 +39,6 @@ class LimitsConfig:
     max_tag_tokens: int = option(8192, "most tokens in one Tag request, all texts together")
     max_beam_width: int = option(16, "largest options.beam_width")
     max_output_length: int = option(512, "largest options.max_length")
+    max_chars: int = option(4096, "largest max_chars of a Generate request")
     default_beam_width: int = option(4, "beam width when a request sets none")
     default_length_penalty: float = option(0.6, "GNMT length penalty when a request sets none")

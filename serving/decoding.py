@@ -104,3 +104,13 @@ def nbest(outputs: Outputs, count: int) -> recur_pb2.NBest:
 def tokens_in(results: Sequence[recur_pb2.NBest]) -> int:
     """Output tokens in n-best lists (the generated-tokens metric)."""
     return sum(h.num_tokens for nbest_ in results for h in nbest_.hypotheses)
+
+
+def generated(results: Sequence[Outputs], version: int) -> tuple[recur_pb2.GenerateResponse,
+                                                                  int]:
+    """A Generate request's one input's best output -> the response and its length."""
+    (outputs,) = results
+    return (recur_pb2.GenerateResponse(text=outputs["texts"][0].decode("utf-8"),
+                                       log_prob=float(outputs["log_probs"][0]),
+                                       model_version=version),
+            int(outputs["num_tokens"][0]))

@@ -1,5 +1,6 @@
-"""The character LM's backbones: the seed's "hello" example for each recurrent cell, and
-WaveNet's cached generation step against its full convolution."""
+"""The character LM's backbones: the seed's "hello" example for each recurrent cell,
+WaveNet's cached generation step against its full convolution, prompts read in batches,
+and the character vocabulary."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 import tensorflow as tf
 
 from model.char_lm import CharLM, CharLMConfig
+from model.characters import Characters, alphabet_of
+from model.tokenizer import UNK_ID
 
 HELLO = "helo"  # the seed's vocabulary: h, e, l, o
 
@@ -75,3 +78,29 @@ def test_wavenet_sees_exactly_its_receptive_field():
         other[0, changed] = (other[0, changed] + 1) % 7
         moved = not np.allclose(model(tf.constant(other)).numpy()[0, t], base[t], atol=1e-6)
         assert moved == seen, f"position {t} {'should' if seen else 'should not'} see {changed}"
+
+
+@pytest.mark.parametrize("backbone", ["lstm", "gru", "wavenet"])
+def test_padded_prompts_are_read_as_if_alone(backbone):
+    """Prompts of different lengths share a batch: each row's state is the one after its
+    own characters, whatever padding follows them (what `begin` relies on)."""
+    keras.utils.set_random_seed(4)
+    model = CharLM(9, CharLMConfig(backbone=backbone, embedding_dim=6, units=8, layers=2,
+                                   dilation_cycle=2, skip_channels=8))
+    rows = [[4, 5, 6, 7, 8], [5, 4], [6]]
+    padded = tf.constant([r + [0] * (5 - len(r)) for r in rows], tf.int32)
+    _, together = model.read(padded, model.initial_state(3), lengths=tf.constant([5, 2, 1]))
+    for i, row in enumerate(rows):
+        _, alone = model.read(tf.constant([row]), model.initial_state(1))
+        for part, (batched, single) in enumerate(zip(together, alone, strict=True)):
+            np.testing.assert_allclose(batched[i].numpy(), single[0].numpy(), atol=1e-5,
+                                       err_msg=f"row {i}, state part {part}")
+
+
+def test_characters_map_unseen_ones_to_unk_and_back():
+    characters = Characters(alphabet_of("banana bread\n"))
+    assert characters.alphabet == "abn\n der"  # by count, then code point
+    ids = characters.encode(tf.constant(["bad", "Ωa", ""]))
+    assert ids.to_list() == [[5, 4, 9], [UNK_ID, 4], []]
+    assert characters.decode(ids).numpy().tolist() == [b"bad", "\ufffda".encode(), b""]
+    np.testing.assert_array_equal(characters.encode_numpy("bad\u03a9"), [5, 4, 9, UNK_ID])

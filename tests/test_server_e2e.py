@@ -171,6 +171,7 @@ def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(server, fi
 
 
 def test_unserved_tasks_answer_unimplemented(server):
+    """Caption has no model kind yet; Generate has one, but not this model's."""
     target, _, _ = server
     with RecurClient(target) as client:
         with pytest.raises(grpc.RpcError) as error:
@@ -180,7 +181,8 @@ def test_unserved_tasks_answer_unimplemented(server):
         with pytest.raises(grpc.RpcError) as error:
             list(client.stub.GenerateStream(recur_pb2.GenerateRequest(
                 model=recur_pb2.ModelSpec(name=MODEL), prompt="a"), timeout=10))
-        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "it answers Translate, not GenerateStream" in error.value.details()
 
 
 def test_metrics_count_requests_and_latency(any_server):

@@ -215,5 +215,5 @@ def test_each_rpc_goes_to_the_task_of_the_model_it_names(reverse_server):
     assert statuses[MODEL].task == "reverse" and statuses[MODEL].labels["alphabet"]
     assert statuses[TRANSLATOR].task == "translate"
     log = Path(server.log_path).read_text()
-    assert ("tasks: reverse (Translate, Generate, GenerateStream), tag (Tag), translate "
-            "(Translate)") in log
+    assert ("tasks: charlm (Generate, GenerateStream), reverse (Translate, Generate, "
+            "GenerateStream), tag (Tag), translate (Translate)") in log

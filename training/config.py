@@ -23,6 +23,13 @@ class TrainingConfig:
     epochs: int = option(10, "passes over the training data")
     learning_rate: float = option(1e-3, "Adam learning rate")
     clip_norm: float = option(1.0, "gradient clipping by global norm")
+    decay_factor: float = option(0.0, "multiply the learning rate by this when the dev "
+                                      "figure has not improved for --decay-patience epochs "
+                                      "(0 = constant learning rate)")
+    decay_patience: int = option(1, "epochs without a better dev figure before the "
+                                    "learning rate decays")
+    time_budget: float = option(0.0, "stop training after this many minutes (0 = no limit), "
+                                      "e.g. to compare models at equal training time")
     patience: int = option(3, "stop after this many epochs without a better dev figure and "
                               "keep the best weights (0 = never stop early)")
     export_base: str = option("exports", "where the SavedModel goes: "

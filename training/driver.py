@@ -3,11 +3,13 @@
 A task (`TrainingTask`, one module per model kind, listed in `training.tasks`)
 supplies its corpus and tf.data pipelines, model, loss and metrics, exporter and
 evaluation; the driver does the rest: seeding, mixed precision, Adam with gradient
-clipping by global norm, fit with progress and TensorBoard (loss, gradient norm),
-resume from the run directory, early stopping on the task's dev figure, the trained
-weights saved in the run directory (`--init-weights` starts a run from them; with
-`--epochs 0` it only exports and evaluates again), then a staged export, evaluated
-through the exported functions themselves, with its `recur.json`.
+clipping by global norm, fit with progress, TensorBoard (loss, gradient norm) and
+`history.csv` (every epoch's figures and training time), an optional time budget,
+learning-rate decay on a dev plateau, resume from the run directory, early stopping
+on the task's dev figure, the trained weights saved in the run directory
+(`--init-weights` starts a run from them; with `--epochs 0` it only exports and
+evaluates again), then a staged export, evaluated through the exported functions
+themselves, with its `recur.json`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from model.contract import CONTRACT_VERSION, Meta
 from model.export import directory_size, staged_export
 from training.config import TrainingConfig
 from training.pipeline import Batches
-from training.progress import ProgressLog
+from training.progress import ProgressLog, TrainingClock
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ def _train(task: TrainingTask, config: TrainingConfig,
            extra_callbacks: tuple[keras.callbacks.Callback, ...]) -> TrainingReport:
     keras.utils.set_random_seed(config.seed)
     run_dir = Path(config.run_dir) / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
     data = task.prepare(config, run_dir)
     model = task.build_model(config, data)
     model.compile(
@@ -119,8 +122,14 @@ def _train(task: TrainingTask, config: TrainingConfig,
     monitor, mode = task.monitor
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
+        TrainingClock(config.time_budget * 60),  # before the loggers: they show its time
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
+    if config.decay_factor:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, factor=config.decay_factor,
+            patience=config.decay_patience, min_delta=0, verbose=1))
     if config.patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=config.patience, restore_best_weights=True,

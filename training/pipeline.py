@@ -1,4 +1,5 @@
-"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing.
+"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing, and
+character streams in chunks for truncated backpropagation through time.
 
 Every pipeline says how many batches make one pass over its data, and the driver gives
 Keras `steps_per_epoch` and `validation_steps`. Training pipelines repeat forever, so
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from model.tokenizer import BOS_ID, SubwordTokenizer
+from model.tokenizer import BOS_ID, UNK_ID, SubwordTokenizer
+from training.corpora.cache import CorpusError
 
 # Batches are drawn from buckets of similar length, so padding stays small.
 BUCKET_BOUNDARIES = [8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128]
@@ -114,3 +116,76 @@ def _bucketed(ds: tf.data.Dataset, count: int, length, batch_size: int,
     if shuffle_seed is None:
         return Batches(ds, steps)
     return Batches(ds.repeat().prefetch(tf.data.AUTOTUNE), steps)
+
+
+def line_starts(ids: np.ndarray, newline_id: int | None) -> np.ndarray:
+    """Positions of `ids` where a line begins (0, and after each newline)."""
+    if newline_id is None:
+        return np.zeros(1, np.int64)
+    return np.concatenate([[0], np.flatnonzero(ids[:-1] == newline_id) + 1])
+
+
+def stream_batches(ids: np.ndarray, starts: np.ndarray, batch_size: int, chunk_length: int,
+                   chunks: int, seed: int | None = None, unk_rate: float = 0.0
+                   ) -> Batches:
+    """A character stream -> ({"chars", "reset"}, targets) batches for truncated
+    backpropagation through time: chars and targets [batch, chunk_length] int32 (targets
+    are chars shifted by one), reset [batch] bool.
+
+    The stream is cut into segments of `chunks` x `chunk_length` characters, each starting
+    at a line start (`starts`, when one is near) and read as BOS followed by its
+    characters. Row i of `chunks` consecutive batches holds one segment's consecutive
+    chunks: the model carries its state from one batch to the next in each row, and
+    starts again from its initial state where `reset` (a segment's first chunk). Training
+    (with `seed`) cuts the stream afresh every epoch from a random shift, shuffles the
+    segments, replaces `unk_rate` of the input characters with UNK, and repeats forever;
+    evaluation lays the stream in `batch_size` contiguous lanes, one segment each, in one
+    pass.
+    """
+    length = len(ids)
+    if seed is None:
+        chunks = (length - 1) // batch_size // chunk_length
+    segment = chunks * chunk_length
+    count = (length - 1) // segment // batch_size * batch_size if seed is not None else (
+        batch_size if chunks else 0)
+    if not count:
+        raise CorpusError(
+            f"{length:,} characters make no batch of {batch_size} rows of {chunk_length} "
+            "characters (x --chunks in training): use a longer text, or lower --batch-size, "
+            "--chunk-length or --chunks")
+
+    def segment_starts(rng: np.random.Generator | None) -> np.ndarray:
+        shift = rng.integers(0, length - count * segment + 1) if rng else 0
+        wanted = shift + segment * np.arange(count)
+        # The next line start, if it is within a quarter segment (lines may be long).
+        after = starts[np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)]
+        snapped = np.where((after >= wanted) & (after - wanted < segment // 4), after, wanted)
+        return np.minimum(snapped, length - segment)
+
+    def batches():
+        rng = None if seed is None else np.random.default_rng(seed)
+        while True:
+            begins = segment_starts(rng)
+            if rng is not None:
+                rng.shuffle(begins)
+            for group in begins.reshape(-1, batch_size):
+                rows = group[:, None] + np.arange(segment)[None, :]  # [batch, segment]
+                targets = ids[rows]
+                inputs = np.concatenate([np.full((batch_size, 1), BOS_ID, np.int32),
+                                         targets[:, :-1]], axis=1)
+                if unk_rate and rng is not None:
+                    inputs = np.where(rng.random(inputs.shape) < unk_rate, UNK_ID, inputs)
+                for k in range(chunks):
+                    span = slice(k * chunk_length, (k + 1) * chunk_length)
+                    yield ({"chars": inputs[:, span], "reset": np.full(batch_size, k == 0)},
+                           targets[:, span])
+            if rng is None:
+                return
+
+    chars = tf.TensorSpec([batch_size, chunk_length], tf.int32)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        {"chars": chars, "reset": tf.TensorSpec([batch_size], tf.bool)}, chars))
+    steps = count // batch_size * chunks
+    if seed is None:
+        return Batches(ds, steps)
+    return Batches(ds.prefetch(tf.data.AUTOTUNE), steps)

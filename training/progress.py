@@ -35,3 +35,27 @@ class ProgressLog(keras.callbacks.Callback):
         figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
         log.info("epoch %d/%d done in %.0f s: %s", epoch + 1, self.params.get("epochs", 0),
                  time.monotonic() - self.started, figures)
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Adds `train_seconds` (since fit began) to each epoch's logs, for curves against
+    time (the driver's history.csv, TensorBoard); with a budget, ends training at the
+    first step past it (that epoch is still validated)."""
+
+    def __init__(self, budget_seconds: float = 0.0):
+        super().__init__()
+        self.budget_seconds = budget_seconds
+
+    def on_train_begin(self, logs=None) -> None:
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if self.budget_seconds and time.monotonic() - self.started >= self.budget_seconds:
+            if not self.model.stop_training:
+                log.info("time budget of %.0f s spent: training stops after this epoch's "
+                         "validation", self.budget_seconds)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["train_seconds"] = round(time.monotonic() - self.started, 1)

@@ -211,10 +211,13 @@ class TagTask(TrainingTask):
     # `quick` trains in a few minutes on 2 CPU cores for demos; `full` is the measured
     # model of the README (about 20 minutes here: early stopping ends it). One recurrent
     # layer: a second one (`--layers 2`) reached the same dev accuracy at twice the cost.
+    # Halving the learning rate at each epoch without a better dev accuracy took dev
+    # from 98.10 to 98.19 % (and test from 98.19 to 98.27 %).
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": dict(word_dim=64, char_filters=32, units=64, epochs=2, batch_size=32,
                       learning_rate=3e-3, patience=0),
-        "full": dict(epochs=20, batch_size=32, patience=3, learning_rate=2e-3),
+        "full": dict(epochs=20, batch_size=32, patience=4, learning_rate=2e-3,
+                     decay_factor=0.5, decay_patience=1),
     }
 
     def prepare(self, config: TagConfig, run_dir: Path) -> TaggingData:

@@ -5,7 +5,8 @@ A new model kind adds its module's `TASK` here.
 
 from __future__ import annotations
 
-from training import tag, translate
+from training import charlm, tag, translate
 from training.driver import TrainingTask
 
-TASKS: dict[str, TrainingTask] = {task.name: task for task in (translate.TASK, tag.TASK)}
+TASKS: dict[str, TrainingTask] = {task.name: task for task in (translate.TASK, tag.TASK,
+                                                              charlm.TASK)}

@@ -23,9 +23,6 @@ from model.contract import (
 ALPHABET = "abcdefgh"
 MAX_CHARS = 12  # input characters kept (EOS included)
 
-# Sampler options that mean "decode by score" (beam search).
-BY_SCORE = {TEMPERATURE.name: 0.0, TOP_K.name: 0, TOP_P.name: 1.0, SEED.name: 0}
-
 OPTIONS = (LENGTH_PENALTY, MAX_LENGTH, TEMPERATURE, TOP_K, TOP_P, SEED)
 REVERSE = TaskContract(
     task="reverse",

@@ -5,39 +5,22 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from model.contract import BY_SCORE
 from protos.recur.v1 import recur_pb2
 from serving.config import LimitsConfig
 from serving.decoding import (
     check_size,
     check_texts,
     decode_options,
+    generated,
     nbest,
     sampling_options,
     tokens_in,
 )
 from serving.errors import invalid
 from serving.task import Inputs, Outputs, Stream, Task
-from tests.reverse.contract import BY_SCORE, REVERSE
-
-
-class ReverseStream(Stream):
-    """Sends each newly settled piece of the reversal, then the rest and `done`."""
-
-    def __init__(self, version: int):
-        self.version = version
-        self.sent = ""
-
-    def _chunk(self, text: str, done: bool = False) -> recur_pb2.GenerateChunk:
-        new, self.sent = text[len(self.sent):], text
-        return recur_pb2.GenerateChunk(text=new, done=done, model_version=self.version)
-
-    def update(self, index: int, partial: str) -> list[Message]:
-        return [self._chunk(partial)] if len(partial) > len(self.sent) else []
-
-    def finish(self, results: list[Outputs]) -> tuple[list[Message], int]:
-        (outputs,) = results
-        return ([self._chunk(outputs["texts"][0].decode("utf-8"), done=True)],
-                int(outputs["num_tokens"][0]))
+from serving.tasks.charlm import TextStream
+from tests.reverse.contract import REVERSE
 
 
 class ReverseTask(Task):
@@ -73,14 +56,10 @@ class ReverseTask(Task):
             answers = [nbest(outputs, inputs.options["num_hypotheses"]) for outputs in results]
             return (recur_pb2.TranslateResponse(results=answers, model_version=version),
                     tokens_in(answers))
-        (outputs,) = results
-        return (recur_pb2.GenerateResponse(text=outputs["texts"][0].decode("utf-8"),
-                                           log_prob=float(outputs["log_probs"][0]),
-                                           model_version=version),
-                int(outputs["num_tokens"][0]))
+        return generated(results, version)
 
     def stream(self, method: str, request: Message, inputs: Inputs, version: int) -> Stream:
-        return ReverseStream(version)
+        return TextStream(version)
 
     def warm_up(self, metadata: dict, limits: LimitsConfig) -> Inputs:
         return self.parse("GenerateStream", recur_pb2.GenerateRequest(prompt="abc", seed=1),

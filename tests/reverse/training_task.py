@@ -12,9 +12,9 @@ import keras
 import tensorflow as tf
 
 from model.config import option
-from model.contract import MAX_LENGTH, TEXTS, Meta
+from model.contract import BY_SCORE, MAX_LENGTH, TEXTS, Meta
 from model.seq2seq import Seq2Seq, Seq2SeqConfig
-from tests.reverse.contract import ALPHABET, BY_SCORE, MAX_CHARS, REVERSE
+from tests.reverse.contract import ALPHABET, MAX_CHARS, REVERSE
 from tests.reverse.export import CharTokenizer, Reverser
 from training.config import TrainingConfig
 from training.driver import Prepared, TrainingTask
