@@ -422,14 +422,19 @@ class Batcher:
                streaming: bool) -> tuple[list, list]:
         """On the worker thread: updates the running decode, then steps it until an input
         ends, news arrives (new, cancelled or expiring requests), a streaming request has
-        news or 0.1 s passed. Returns (finished, progress), see `StepDecoder.step`."""
+        news (at once after a join: one step) or 0.1 s passed. Returns (finished,
+        progress), see `StepDecoder.step`."""
         self._wake.clear()
         self._decoder.leave(leaving)
         self._decoder.join([(item, item.inputs) for item in joining])
         until = time.monotonic() + 0.1
         budget = self.config.max_join_delay_ms / 1000
+        # A stream that just joined gets its first chunk after one step, not a budget's.
+        one_step = streaming and bool(joining)
         while self._decoder.rows:
-            finished, progress = self._decoder.step(0.0 if self._wake.is_set() else budget)
+            finished, progress = self._decoder.step(
+                0.0 if one_step or self._wake.is_set() else budget)
+            one_step = False
             if (finished or (streaming and progress) or self._wake.is_set()
                     or time.monotonic() > until):
                 return finished, progress

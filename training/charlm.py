@@ -103,7 +103,8 @@ class CarriedState(GradientNormModel):
             state.append(tf.where(keep, value, tf.zeros_like(value)))
         outputs, final = self.lm.read(inputs["chars"], state, training=training)
         for variable, value in zip(self.carried, final, strict=True):
-            variable.assign(tf.stop_gradient(value))
+            # float16 under mixed precision; the variables keep float32.
+            variable.assign(tf.cast(tf.stop_gradient(value), variable.dtype))
         return self.lm.next_logits(outputs, training)
 
 
