@@ -6,39 +6,32 @@ from __future__ import annotations
 import tensorflow as tf
 
 from model.beam_search import BeamSearch
+from model.characters import Characters
 from model.contract import DECODE_STEPS, SOURCE_TOKENS
 from model.sampling import sampling
 from model.seq2seq import Seq2Seq
 from model.step_functions import DecoderExport
-from model.tokenizer import BOS_ID, EOS_ID, UNK_ID
+from model.tokenizer import BOS_ID, EOS_ID
 from tests.reverse.contract import MAX_CHARS, REVERSE
 
-FIRST_CHAR_ID = 4  # after PAD, UNK, BOS, EOS
 
+class CharTokenizer(Characters):
+    """The char LM's alphabet with EOS appended to each text: the interface of
+    `model.tokenizer.SubwordTokenizer`, so the training pipeline takes it."""
 
-class CharTokenizer(tf.Module):
-    """Each character of `alphabet` is one id (others are UNK), in the graph; the same
-    interface as `model.tokenizer.SubwordTokenizer`, so the training pipeline takes it."""
-
-    def __init__(self, alphabet: str):
-        super().__init__(name="char_tokenizer")
-        codepoints = tf.constant([ord(c) for c in alphabet], tf.int32)
-        self.vocab_size = FIRST_CHAR_ID + len(alphabet)
-        self._ids = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            codepoints, tf.range(FIRST_CHAR_ID, self.vocab_size)), default_value=UNK_ID)
-        self._codepoints = tf.concat([tf.fill([FIRST_CHAR_ID], ord("?")), codepoints], 0)
+    @property
+    def vocab_size(self) -> int:
+        return self.size
 
     def tokenize(self, texts: tf.Tensor, max_tokens: int | None = None) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (time)] ids, truncated, EOS appended."""
-        ids = tf.ragged.map_flat_values(self._ids.lookup,
-                                        tf.strings.unicode_decode(texts, "UTF-8"))
+        ids = self.encode(texts)
         if max_tokens is not None:
             ids = ids[:, :max_tokens - 1]
         return tf.concat([ids, tf.fill([ids.nrows(), 1], EOS_ID)], axis=1)
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        codepoints = tf.ragged.map_flat_values(lambda i: tf.gather(self._codepoints, i), ids)
-        return tf.strings.unicode_encode(codepoints, "UTF-8")
+        return self.decode(ids)
 
 
 class Reverser(DecoderExport):
