@@ -387,16 +387,17 @@ def write_emoji(root: Path, n_bases: int = 60) -> Path:
     for i in range(n_bases):
         variants = {
             tone: {"image": f"{i:04x}-{tone.lower()}.png", "has_img_twitter": True}
-            for tone in ("1F3FB", "1F3FF")
+            for tone in ("1F3FB", "1F3FF", "1F3FB-1F3FF")
         }
         entries.append(
-            {"name": f"EMOJI {i}", "image": f"{i:04x}.png", "has_img_twitter": True,
-             "skin_variations": variants}
+            {"name": f"EMOJI {i}", "short_names": [f"emoji_{i}", f"e-{i}"],
+             "image": f"{i:04x}.png", "has_img_twitter": True, "skin_variations": variants}
         )  # fmt: skip
     entries += [
         {"name": "NO TWITTER IMAGE", "image": "ffff.png", "has_img_twitter": False},
         {"name": "PNG MISSING", "image": "fffe.png", "has_img_twitter": True},
-        {"name": "HASH KEY", "image": "0023-fe0f-20e3.png", "has_img_twitter": True,
+        {"name": "HASH KEY", "short_names": ["hash"], "image": "0023-fe0f-20e3.png",
+         "has_img_twitter": True,
          "skin_variations": {"1F3FB": {"image": "0023-x.png", "has_img_twitter": False}}},
     ]  # fmt: skip
     for entry in entries:
@@ -408,20 +409,51 @@ def write_emoji(root: Path, n_bases: int = 60) -> Path:
     return root
 
 
-def test_emoji_captions_and_variants_share_their_base_split(tmp_path: Path) -> None:
+def test_emoji_references_are_the_names_and_variants_name_their_skin_tone(
+        tmp_path: Path) -> None:
     root = write_emoji(tmp_path / "emoji")
     splits = load_emoji(root)
-    everything = splits.train + splits.dev + splits.test
-    assert len(everything) == 60 * 3 + 1
-    assert CaptionedImage(root / "img/twitter/64/0023-fe0f-20e3.png", "hash key") in everything
-    assert {c.caption for c in everything} >= {"emoji 0", "emoji 59"}
-    assert not {"no twitter image", "png missing"} & {c.caption for c in everything}
-    split_of_caption: dict[str, str] = {}
-    for name, split in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
-        for image in split:
-            assert split_of_caption.setdefault(image.caption, name) == name
-    assert splits.dev and splits.test  # 60 bases: both held-out buckets get some
+    everything = {image.path.name: image for image in splits.train + splits.dev + splits.test}
+    assert len(everything) == 60 * 4 + 1
+    assert everything["0023-fe0f-20e3.png"].captions == ("hash key", "hash")
+    assert everything["0007.png"].captions == ("emoji 7", "e-7")  # emoji_7 is emoji 7
+    assert everything["0007-1f3ff.png"].captions == ("emoji 7: dark skin tone",
+                                                     "e-7: dark skin tone")
+    assert everything["0007-1f3fb-1f3ff.png"].captions[0] == (
+        "emoji 7: light skin tone, dark skin tone")
+    assert not {"no twitter image", "png missing"} & {
+        c for image in everything.values() for c in image.captions}
     assert load_emoji(root) == splits
+
+
+def test_emoji_test_images_are_new_emoji_or_new_skin_tones_of_trained_ones(
+        tmp_path: Path) -> None:
+    splits = load_emoji(write_emoji(tmp_path / "emoji"))
+
+    def base(image: CaptionedImage) -> str:
+        return image.captions[0].split(":")[0]
+
+    trained = {base(image) for image in splits.train}
+    for held_out in (splits.dev, splits.test):
+        new_emoji = [image for image in held_out if image.held_out == "emoji"]
+        new_tones = [image for image in held_out if image.held_out == "skin tone"]
+        assert new_emoji and new_tones and len(new_emoji) + len(new_tones) == len(held_out)
+        assert not {base(image) for image in new_emoji} & trained
+        assert {base(image) for image in new_tones} <= trained
+        assert all(":" in image.captions[0] for image in new_tones)  # a variant, not a base
+    assert not {image.path for image in splits.dev} & {image.path for image in splits.test}
+    assert {image.held_out for image in splits.train} == {""}
+    # Only variants are held out of a trained emoji: its base image stays in training.
+    assert {image.captions[0] for image in splits.train} >= trained
+
+
+def test_emoji_unknown_skin_tones_are_reported(tmp_path: Path) -> None:
+    root = write_emoji(tmp_path / "emoji", n_bases=1)
+    entries = json.loads((root / "emoji.json").read_text())
+    entries[0]["skin_variations"]["1F3FA"] = {"image": "0000.png", "has_img_twitter": True}
+    (root / "emoji.json").write_text(json.dumps(entries))
+    with pytest.raises(CorpusError, match="entry 0: unknown skin tone '1F3FA'"):
+        load_emoji(root)
 
 
 def test_emoji_directory_without_images_is_reported(tmp_path: Path) -> None:
@@ -520,16 +552,17 @@ def test_read_conllu_malformed_lines(tmp_path: Path) -> None:
         read_conllu(path, column="pos")
 
 
-def test_read_captions_resolves_relative_paths(tmp_path: Path) -> None:
+def test_read_captions_tsv_resolves_paths_and_groups_an_images_captions(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "cat.png").write_bytes(b"png")
     elsewhere = tmp_path / "elsewhere.png"
     elsewhere.write_bytes(b"png")
     captions = tmp_path / "captions.tsv"
-    captions.write_text(f"images/cat.png\ta cat on a mat\n\n{elsewhere}\tsomething else\n")
+    captions.write_text(f"images/cat.png\ta cat on a mat\n\n{elsewhere}\tsomething else\n"
+                        "images/cat.png\ta sitting cat\n")
     assert read_captions(captions) == [
-        CaptionedImage(tmp_path / "images" / "cat.png", "a cat on a mat"),
-        CaptionedImage(elsewhere, "something else"),
+        CaptionedImage(tmp_path / "images" / "cat.png", ("a cat on a mat", "a sitting cat")),
+        CaptionedImage(elsewhere, ("something else",)),
     ]
 
 
@@ -538,6 +571,46 @@ def test_read_captions_missing_image_names_file_and_line(tmp_path: Path) -> None
     captions.write_text("missing.png\ta caption\n")
     with pytest.raises(CorpusError, match=r"captions.tsv:1: image .*missing.png does not exist"):
         read_captions(captions)
+
+
+def coco(images: list, annotations: list) -> str:
+    return json.dumps({"info": {}, "images": images, "annotations": annotations})
+
+
+def test_read_captions_coco_json_gives_each_image_its_references(tmp_path: Path) -> None:
+    (tmp_path / "val2017").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / "val2017" / name).write_bytes(b"jpeg")
+    path = tmp_path / "captions_val2017.json"
+    path.write_text(coco(
+        [{"id": 7, "file_name": "a.jpg"}, {"id": 3, "file_name": "b.jpg"},
+         {"id": 9, "file_name": "c.jpg"}, {"id": 4, "file_name": "not-there.jpg"}],
+        [{"image_id": 3, "id": 1, "caption": "A dog  runs.\n"},
+         {"image_id": 7, "id": 2, "caption": "Two cats."},
+         {"image_id": 3, "id": 5, "caption": "A brown dog on grass."}]))
+    images = read_captions(path, image_dir=tmp_path / "val2017")
+    assert images == [  # in the file's image order; c.jpg and not-there.jpg have no caption
+        CaptionedImage((tmp_path / "val2017" / "a.jpg"), ("Two cats.",)),
+        CaptionedImage((tmp_path / "val2017" / "b.jpg"), ("A dog runs.", "A brown dog on grass.")),
+    ]
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("{", "not valid JSON"),
+    (json.dumps({"images": []}), "not a COCO captions file \\(missing 'annotations'\\)"),
+    (coco([{"id": 1, "file_name": "a.jpg"}], [{"image_id": 2, "caption": "x"}]),
+     "annotation 0 is for image id 2, which 'images' does not list"),
+    (coco([{"id": 1, "file_name": "gone.jpg"}], [{"image_id": 1, "caption": "x"}]),
+     "image .*gone.jpg does not exist"),
+    (coco([{"id": 1, "file_name": "a.jpg"}], []), "no data found"),
+])
+def test_read_captions_coco_errors_say_what_to_fix(tmp_path: Path, content: str,
+                                                   problem: str) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"jpeg")
+    path = tmp_path / "captions.json"
+    path.write_text(content)
+    with pytest.raises(CorpusError, match=problem):
+        read_captions(path)
 
 
 def test_split_fraction_is_deterministic_disjoint_and_order_independent() -> None:

@@ -73,9 +73,9 @@ def test_brown_counts_and_file_splits() -> None:
     assert sum(map(len, splits.test)) == 115_803  # the held-out files ca10, ca20, ...
 
 
-def test_emoji_counts_and_base_disjoint_splits() -> None:
+def test_emoji_counts_and_splits_hold_out_new_emoji_and_new_skin_tones() -> None:
     splits = load_emoji()
-    assert (len(splits.train), len(splits.dev), len(splits.test)) == (3_061, 368, 357)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (2_734, 523, 529)
     paths = [{image.path for image in split} for split in (splits.train, splits.dev, splits.test)]
     assert sum(map(len, paths)) == 3_786
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
@@ -85,9 +85,17 @@ def test_emoji_counts_and_base_disjoint_splits() -> None:
     base_of |= {
         v["image"]: e["image"] for e in entries for v in e.get("skin_variations", {}).values()
     }
-    bases = [{base_of[path.name] for path in split} for split in paths]
-    assert (len(bases[0]), len(bases[1]), len(bases[2])) == (1_506, 203, 202)
-    assert not (bases[0] & bases[1] or bases[0] & bases[2] or bases[1] & bases[2])
+    trained = {base_of[image.path.name] for image in splits.train}
+    assert len(trained) == 1_506
+    for split, new_emoji, new_tones in ((splits.dev, 368, 155), (splits.test, 357, 172)):
+        emoji = {base_of[i.path.name] for i in split if i.held_out == "emoji"}
+        tones = [i for i in split if i.held_out == "skin tone"]
+        assert (len(split) - len(tones), len(tones)) == (new_emoji, new_tones)
+        assert not emoji & trained and {base_of[i.path.name] for i in tones} <= trained
+    santa = next(i for i in splits.train + splits.dev + splits.test
+                 if i.path.name == "1f385-1f3fe.png")
+    assert santa.captions == ("father christmas: medium-dark skin tone",
+                              "santa: medium-dark skin tone")
 
 
 def test_ptb_character_counts() -> None:

@@ -1,8 +1,17 @@
 """Twitter emoji (npm ``emoji-datasource-twitter``): 64x64 PNGs captioned with their names.
 
-Skin-tone variants get their base emoji's caption (the dataset names only the base), and
-a base and its variants always share a split: they are near-identical images, so splitting
-them apart would put test images into training.
+Every image has several reference captions: the emoji's Unicode name and its short names
+(``father christmas``, ``santa``). A skin-tone variant's references are its base's with
+the tone named as Unicode's CLDR names it (``santa: medium-dark skin tone``).
+
+The split holds out two kinds of images never seen in training, so the test figures say
+what the captioner does with each (`CaptionedImage.held_out`):
+
+- ``emoji``: whole emoji (a base and all its variants), picked by a hash of the base's
+  image name: can it describe a picture it has never seen anything like?
+- ``skin tone``: single variants of emoji that are in training, picked by a hash of the
+  variant's image name: has it learnt to see and name the tone, in a combination of emoji
+  and tone it has not seen? (Every tone is seen on other emoji.)
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,21 +36,37 @@ EMOJI_DATASOURCE_TWITTER = (
 _IMAGES = "img/twitter/64"
 _MEMBERS = ["package/emoji.json", "package/LICENSE", "package/README.md", f"package/{_IMAGES}/"]
 
-#: A base emoji goes to dev if sha256(its image name) mod 10 is 0, to test if it is 1.
+#: An image goes to dev if sha256(its file name) mod 10 is 0, to test if it is 1; a base
+#: emoji's bucket decides for it and all its variants.
 DEV_BUCKET = 0
 TEST_BUCKET = 1
+
+NEW_EMOJI = "emoji"
+NEW_SKIN_TONE = "skin tone"
+
+#: Unicode's skin-tone modifiers (Fitzpatrick scale) by code point, named as in CLDR.
+SKIN_TONES = {
+    "1F3FB": "light skin tone",
+    "1F3FC": "medium-light skin tone",
+    "1F3FD": "medium skin tone",
+    "1F3FE": "medium-dark skin tone",
+    "1F3FF": "dark skin tone",
+}
 
 
 @dataclass(frozen=True)
 class CaptionedImage:
-    """One image file and its caption."""
+    """One image file and its reference captions (at least one; the first is the main
+    one). `held_out` says what is new about a dev or test image (`NEW_EMOJI`,
+    `NEW_SKIN_TONE`); empty for training images and users' own files."""
 
     path: Path
-    caption: str
+    captions: tuple[str, ...]
+    held_out: str = ""
 
 
 def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
-    """Emoji images captioned with their lowercased names (e.g. ``hash key``).
+    """Emoji images with their reference captions, split as the module says.
 
     ``dir`` holds ``emoji.json`` and ``img/twitter/64/``; by default the pinned npm package
     is fetched into the cache. Only entries with a Twitter image that exists are kept.
@@ -55,6 +81,14 @@ def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
         ) from err
     splits: Splits[CaptionedImage] = Splits([], [], [])
     by_bucket = {DEV_BUCKET: splits.dev, TEST_BUCKET: splits.test}
+
+    def add(image: str, captions: tuple[str, ...], bucket: int, held_out: str) -> None:
+        path = root / _IMAGES / image
+        if path.is_file():
+            split = by_bucket.get(bucket, splits.train)
+            split.append(CaptionedImage(path, captions, held_out if split is not
+                                        splits.train else ""))
+
     for number, entry in enumerate(entries):
         if not isinstance(entry.get("name"), str) or not isinstance(entry.get("image"), str):
             raise CorpusError(
@@ -63,15 +97,18 @@ def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
             )
         if not entry.get("has_img_twitter"):
             continue
-        variants = [
-            v for v in (entry.get("skin_variations") or {}).values() if v.get("has_img_twitter")
-        ]
-        bucket = int.from_bytes(hashlib.sha256(entry["image"].encode()).digest()[:8]) % 10
-        split = by_bucket.get(bucket, splits.train)
-        for image in [entry["image"], *(v["image"] for v in variants)]:
-            path = root / _IMAGES / image
-            if path.is_file():
-                split.append(CaptionedImage(path=path, caption=entry["name"].lower()))
+        names = references(entry)
+        base_bucket = _bucket(entry["image"])
+        add(entry["image"], names, base_bucket, NEW_EMOJI)
+        for tones, variant in sorted((entry.get("skin_variations") or {}).items()):
+            if not variant.get("has_img_twitter"):
+                continue
+            tone = skin_tone(tones, f"{root / 'emoji.json'}: entry {number}")
+            captions = tuple(f"{name}: {tone}" for name in names)
+            if base_bucket in by_bucket:
+                add(variant["image"], captions, base_bucket, NEW_EMOJI)
+            else:
+                add(variant["image"], captions, _bucket(variant["image"]), NEW_SKIN_TONE)
     if not splits.train:
         raise CorpusError(
             f"no Twitter emoji images found in {root / _IMAGES}: point dir at an "
@@ -79,3 +116,29 @@ def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
         )
     log.info("emoji images from %s: %s", root, splits.summary())
     return splits
+
+
+def references(entry: dict) -> tuple[str, ...]:
+    """The entry's name and short names as captions: lower case, `_` and a `-` between
+    letters read as spaces (``man-with-bunny-ears`` -> ``man with bunny ears``; ``-1``
+    stays), duplicates dropped."""
+    captions = [entry["name"].lower()]
+    for short in entry.get("short_names") or []:
+        spaced = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", short.lower().replace("_", " "))
+        captions.append(" ".join(spaced.split()))
+    return tuple(dict.fromkeys(c for c in captions if c))
+
+
+def skin_tone(key: str, where: str) -> str:
+    """``1F3FE`` -> ``medium-dark skin tone``; two tones (``1F3FB-1F3FF``, people holding
+    hands) -> both, comma-separated, or one if they are the same."""
+    try:
+        tones = [SKIN_TONES[code.upper()] for code in key.split("-")]
+    except KeyError as err:
+        raise CorpusError(f"{where}: unknown skin tone {err.args[0]!r} in "
+                          f"'skin_variations' (known: {', '.join(SKIN_TONES)})") from None
+    return ", ".join(dict.fromkeys(tones))
+
+
+def _bucket(image: str) -> int:
+    return int.from_bytes(hashlib.sha256(image.encode()).digest()[:8]) % 10

@@ -7,6 +7,7 @@ define the accepted formats (all UTF-8, a BOM is tolerated, blank lines are skip
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -104,27 +105,62 @@ def read_conllu(path: Path, column: str = "upos") -> list[list[tuple[str, str]]]
     return _non_empty(path, sentences)
 
 
-def read_captions(path: Path) -> list[CaptionedImage]:
-    """Captioned images, one ``image_path<TAB>caption`` per line.
+def read_captions(path: Path, image_dir: Path | None = None) -> list[CaptionedImage]:
+    """Captioned images from a COCO-style captions JSON (``*.json``) or a tab-separated
+    file (anything else), in the file's order; an image's captions are its references.
 
-    Relative image paths are resolved against the captions file's directory.
+    TSV: one ``image_path<TAB>caption`` per line; an image on several lines has several
+    captions. COCO: ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``,
+    ``caption``); images without a caption are skipped. Relative paths are resolved
+    against `image_dir`, by default the captions file's directory; every image must exist.
     """
-    images = []
+    root = image_dir or path.parent
+    if path.suffix.lower() == ".json":
+        return _non_empty(path, _read_coco(path, root))
+    captions: dict[Path, list[str]] = {}
     for number, line in _content_lines(path):
         fields = [field.strip() for field in line.split("\t")]
         if len(fields) != 2 or not all(fields):
             raise _line_error(path, number, line, "expected 'image_path<TAB>caption'")
-        image = (path.parent / fields[0]).resolve()
+        image = (root / fields[0]).resolve()
         if not image.is_file():
-            raise _line_error(
-                path,
-                number,
-                line,
-                f"image {image} does not exist: fix the "
-                "path (relative paths start at the captions file's directory)",
-            )
-        images.append(CaptionedImage(path=image, caption=fields[1]))
-    return _non_empty(path, images)
+            raise _line_error(path, number, line, _missing(image, root))
+        captions.setdefault(image, []).append(fields[1])
+    return _non_empty(path, [CaptionedImage(image, tuple(dict.fromkeys(texts)))
+                             for image, texts in captions.items()])
+
+
+def _read_coco(path: Path, root: Path) -> list[CaptionedImage]:
+    text = "\n".join(line for _, line in _lines(path))
+    try:
+        data = json.loads(text)
+        files = {image["id"]: str(image["file_name"]) for image in data["images"]}
+        annotations = [(a["image_id"], str(a["caption"])) for a in data["annotations"]]
+    except ValueError as err:
+        raise CorpusError(f"{path}: not valid JSON ({err}): check the file") from err
+    except (KeyError, TypeError) as err:
+        raise CorpusError(
+            f"{path}: not a COCO captions file (missing {err}): it needs 'images' with 'id' "
+            "and 'file_name', and 'annotations' with 'image_id' and 'caption'") from err
+    captions: dict[object, list[str]] = {}
+    for number, (image_id, caption) in enumerate(annotations):
+        if image_id not in files:
+            raise CorpusError(f"{path}: annotation {number} is for image id {image_id!r}, "
+                              "which 'images' does not list: add the image or remove it")
+        if caption.strip():
+            captions.setdefault(image_id, []).append(" ".join(caption.split()))
+    images = []
+    for image_id, file_name in files.items():
+        image = (root / file_name).resolve()
+        if image_id in captions and not image.is_file():
+            raise CorpusError(f"{path}: {_missing(image, root)}")
+        if image_id in captions:
+            images.append(CaptionedImage(image, tuple(dict.fromkeys(captions[image_id]))))
+    return images
+
+
+def _missing(image: Path, root: Path) -> str:
+    return f"image {image} does not exist: fix the path (relative paths start at {root})"
 
 
 def split_fraction(
