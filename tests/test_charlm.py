@@ -93,17 +93,38 @@ def test_training_learns_the_text_and_logs_each_epoch(charlm_export):
 
 
 def test_a_time_budget_ends_training_within_the_epoch_it_runs_out_in(tmp_path):
+    rows = toy_run(tmp_path, "budget", epochs=50, time_budget=0.02)
+    assert len(rows) == 1, rows  # of 50 asked for
+
+
+def toy_run(tmp_path, name: str, **options) -> list[dict[str, str]]:
+    """Trains a tiny LM on toy text with the driver; its history.csv rows."""
     from training.charlm import TASK, CharLMTrainingConfig
     from training.driver import train
 
     corpus = tmp_path / "toy.txt"
     corpus.write_text(toy_text(1000, seed=1), encoding="utf-8")
     config = CharLMTrainingConfig(
-        train_file=str(corpus), model_name="budget", embedding_dim=8, units=16,
-        batch_size=4, chunk_length=16, chunks=2, epochs=50, time_budget=0.02, patience=0,
-        export_base=str(tmp_path / "exports"), run_dir=str(tmp_path / "runs"))
-    report = train(TASK, config)
-    assert len(report.epochs_run) == 1, report  # of 50 asked for
+        train_file=str(corpus), model_name=name, embedding_dim=8, units=16, batch_size=4,
+        chunk_length=16, chunks=2, patience=0, export_base=str(tmp_path / "exports"),
+        run_dir=str(tmp_path / "runs"), **options)
+    train(TASK, config)
+    with open(tmp_path / "runs" / name / "history.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def test_cosine_decay_anneals_the_learning_rate_to_zero_over_the_epochs(tmp_path):
+    rows = toy_run(tmp_path, "cosine", epochs=3, learning_rate=1e-2, cosine_decay=True)
+    shares = [float(r["learning_rate"]) / 1e-2 for r in rows]
+    # After one, two and three thirds of the steps: (1 + cos(pi * f)) / 2.
+    assert shares == pytest.approx([0.75, 0.25, 0.0], abs=0.03), shares
+
+
+def test_cosine_decay_anneals_to_the_time_budget_when_it_ends_first(tmp_path):
+    rows = toy_run(tmp_path, "cosine-budget", epochs=50, time_budget=0.02,
+                   learning_rate=1e-2, cosine_decay=True)
+    assert len(rows) == 1  # stopped by the budget, 49 epochs early
+    assert float(rows[0]["learning_rate"]) < 1e-2 * 0.01, rows  # yet annealed to ~0
 
 
 def test_stream_batches_deal_each_segment_to_one_row_chunk_by_chunk():

@@ -18,6 +18,7 @@ from training.translate import TASK, TranslateConfig
 @pytest.mark.parametrize(("task", "shown"), [
     ("translate", "default: full 8000, quick 4000"),  # per-profile defaults are shown
     ("tag", "default: full 128, quick 64"),
+    ("charlm", "default: full 'wavenet', quick 'lstm'"),
 ])
 def test_help_lists_every_option_with_its_default(task, shown):
     out = subprocess.run([sys.executable, "-m", "training.run", task, "--help"],
@@ -45,6 +46,18 @@ def test_an_unknown_task_fails_and_lists_the_tasks():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "invalid choice: 'no-such-task'" in out.stderr and "translate" in out.stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["charlm", "--cosine-decay", "--decay-factor", "0.5"], "--cosine-decay and --decay-factor"),
+])
+def test_flags_that_contradict_each_other_are_a_usage_error(capsys, argv, message):
+    from training.run import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 class Crash(keras.callbacks.Callback):

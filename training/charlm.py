@@ -164,8 +164,8 @@ class CharLMTask(TrainingTask):
     # model of the README.
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": dict(units=256, epochs=1, learning_rate=3e-3, patience=0, chunks=8),
-        "full": dict(units=1024, epochs=30, learning_rate=2e-3, patience=3,
-                     decay_factor=0.5, dropout=0.2),
+        "full": dict(backbone="wavenet", units=192, layers=16, epochs=30,
+                     learning_rate=2e-3, cosine_decay=True, patience=3),
     }
 
     def prepare(self, config: CharLMTrainingConfig, run_dir: Path) -> TextData:

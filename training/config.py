@@ -28,6 +28,9 @@ class TrainingConfig:
                                       "(0 = constant learning rate)")
     decay_patience: int = option(1, "epochs without a better dev figure before the "
                                     "learning rate decays")
+    cosine_decay: bool = option(False, "anneal the learning rate to 0 along a half cosine "
+                                       "over the run: its --epochs, or its --time-budget "
+                                       "if that ends first (not with --decay-factor)")
     time_budget: float = option(0.0, "stop training after this many minutes (0 = no limit), "
                                       "e.g. to compare models at equal training time")
     patience: int = option(3, "stop after this many epochs without a better dev figure and "
@@ -43,6 +46,11 @@ class TrainingConfig:
     mixed_precision: bool = option(False, "train in mixed_float16 (for GPUs with tensor "
                                           "cores)")
     jit_compile: bool = option(False, "compile the training step with XLA")
+
+    def __post_init__(self) -> None:
+        if self.cosine_decay and self.decay_factor:
+            raise ValueError("--cosine-decay and --decay-factor both set the learning rate: "
+                             "choose one (--decay-factor 0 turns a profile's decay off)")
 
     @property
     def name(self) -> str:

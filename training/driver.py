@@ -5,11 +5,11 @@ supplies its corpus and tf.data pipelines, model, loss and metrics, exporter and
 evaluation; the driver does the rest: seeding, mixed precision, Adam with gradient
 clipping by global norm, fit with progress, TensorBoard (loss, gradient norm) and
 `history.csv` (every epoch's figures and training time), an optional time budget,
-learning-rate decay on a dev plateau, resume from the run directory, early stopping
-on the task's dev figure, the trained weights saved in the run directory
-(`--init-weights` starts a run from them; with `--epochs 0` it only exports and
-evaluates again), then a staged export, evaluated through the exported functions
-themselves, with its `recur.json`.
+learning-rate decay on a dev plateau or cosine annealing to the run's end, resume from
+the run directory, early stopping on the task's dev figure, the trained weights saved
+in the run directory (`--init-weights` starts a run from them; with `--epochs 0` it
+only exports and evaluates again), then a staged export, evaluated through the
+exported functions themselves, with its `recur.json`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import keras
 
 from model.contract import CONTRACT_VERSION, Meta
 from model.export import directory_size, staged_export
+from training.annealing import CosineAnnealing
 from training.config import TrainingConfig
 from training.pipeline import Batches
 from training.progress import ProgressLog, TrainingClock
@@ -120,12 +121,16 @@ def _train(task: TrainingTask, config: TrainingConfig,
         model.load_weights(config.init_weights)
         log.info("starting from the weights in %s", config.init_weights)
     monitor, mode = task.monitor
+    clock = TrainingClock(config.time_budget * 60)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume if interrupted
-        TrainingClock(config.time_budget * 60),  # before the loggers: they show its time
+        clock,  # before the loggers: they show its time
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
+    if config.cosine_decay:  # before the loggers: they show its learning rate
+        callbacks.insert(2, CosineAnnealing(config.learning_rate,
+                                            config.epochs * data.train.steps, clock))
     if config.decay_factor:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, mode=mode, factor=config.decay_factor,

@@ -49,8 +49,12 @@ class TrainingClock(keras.callbacks.Callback):
     def on_train_begin(self, logs=None) -> None:
         self.started = time.monotonic()
 
+    def elapsed(self) -> float:
+        """Seconds since fit began."""
+        return time.monotonic() - self.started
+
     def on_train_batch_end(self, batch: int, logs=None) -> None:
-        if self.budget_seconds and time.monotonic() - self.started >= self.budget_seconds:
+        if self.budget_seconds and self.elapsed() >= self.budget_seconds:
             if not self.model.stop_training:
                 log.info("time budget of %.0f s spent: training stops after this epoch's "
                          "validation", self.budget_seconds)
@@ -58,4 +62,4 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if logs is not None:
-            logs["train_seconds"] = round(time.monotonic() - self.started, 1)
+            logs["train_seconds"] = round(self.elapsed(), 1)

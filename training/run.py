@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
     if logging.getLogger().level >= logging.INFO:
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
     task = TASKS[args.task]
-    config = config_from_args(task.config, args, task.profiles)
+    try:
+        config = config_from_args(task.config, args, task.profiles)
+    except ValueError as error:
+        parser.error(str(error))
     logging.getLogger(__name__).info("config (profile %s): %s", args.profile, config)
     report = train(task, config)
     print(f"\nexport: {report.export_path} ({report.export_bytes / 1e6:.1f} MB)")
