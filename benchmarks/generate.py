@@ -19,7 +19,6 @@ Writes OUTPUT.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,7 +30,12 @@ import_tensorflow()  # before anything else imports it: quietly
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.load import drive, percentile  # noqa: E402
+from benchmarks.load import (  # noqa: E402
+    against_in_process,
+    drive,
+    percentile,
+    write_results,
+)
 from model.contract import ENDED  # noqa: E402
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
@@ -130,25 +134,18 @@ def main(argv: list[str] | None = None) -> int:
 
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0")
     server.wait_until_serving()
-    print(f"\nserver\n{'streams':>8} {'chars/s':>10} {'1st p50 ms':>11} {'1st p99 ms':>11} "
-          f"{'in-process':>11} {'ratio':>6}")
+    print("\nserver")
     try:
-        for streams in args.streams:
-            row = served(server.target, args.model, prompts, streams, args.max_chars,
-                         streams * args.requests_per_stream)
-            row["offline_chars_per_second"] = offline(
-                loaded, prompts, streams, args.max_chars, 2)["chars_per_second"]
-            row["server_over_offline"] = round(
-                row["chars_per_second"] / row["offline_chars_per_second"], 3)
-            results["server"].append(row)
-            print(f"{streams:>8} {row['chars_per_second']:>10} {row['first_chunk_p50_ms']:>11} "
-                  f"{row['first_chunk_p99_ms']:>11} {row['offline_chars_per_second']:>11} "
-                  f"{row['server_over_offline']:>6}")
+        results["server"] = against_in_process(
+            args.streams,
+            lambda streams: served(server.target, args.model, prompts, streams, args.max_chars,
+                                   streams * args.requests_per_stream),
+            lambda streams: offline(loaded, prompts, streams, args.max_chars, 2)[
+                "chars_per_second"],
+            "chars", "streams", ["first_chunk_p50_ms", "first_chunk_p99_ms"])
     finally:
         results["server_exit_code"] = server.stop()
-    Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}.json")
-    return 0 if results["server_exit_code"] == 0 else 1
+    return write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +115,35 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
         result[label] = latency_summary([s for i, s in run.latencies
                                          if labels[i % len(sources)] == label])
     return result
+
+
+def against_in_process(levels: Sequence[int], served: Callable[[int], dict],
+                       in_process: Callable[[int], float], unit: str, level_name: str,
+                       shown: Sequence[str]) -> list[dict]:
+    """The server half of a throughput benchmark: at each level (concurrent clients or
+    streams) `served(level)`, a row with `<unit>_per_second`, then right away the same
+    export in-process at that level (`in_process(level)`, units/s) and the ratio
+    server / in-process, so both figures of a ratio come from the same minute of this
+    shared machine. Prints a line per level, with the row's `shown` keys."""
+    rate = f"{unit}_per_second"
+    print(f"{level_name:>8} {unit + '/s':>10} " + "".join(f"{key:>20}" for key in shown)
+          + f" {'in-process':>11} {'ratio':>6}")
+    rows = []
+    for level in levels:
+        row = served(level)
+        row[f"offline_{rate}"] = in_process(level)
+        row["server_over_offline"] = round(row[rate] / row[f"offline_{rate}"], 3)
+        rows.append(row)
+        print(f"{level:>8} {row[rate]:>10} " + "".join(f"{row[key]:>20}" for key in shown)
+              + f" {row[f'offline_{rate}']:>11} {row['server_over_offline']:>6}")
+    return rows
+
+
+def write_results(results: dict, output: str) -> int:
+    """Writes OUTPUT.json; the exit code: 0 if the server stopped cleanly."""
+    Path(f"{output}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {output}.json")
+    return 0 if results["server_exit_code"] == 0 else 1
 
 
 def latency_summary(seconds: list[float]) -> dict:

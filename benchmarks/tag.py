@@ -17,7 +17,6 @@ Writes OUTPUT.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,12 @@ import_tensorflow()  # before anything else imports it: quietly
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.load import drive, latency_summary  # noqa: E402
+from benchmarks.load import (  # noqa: E402
+    against_in_process,
+    drive,
+    latency_summary,
+    write_results,
+)
 from model.contract import PRETOKENIZED, TAG, TEXTS  # noqa: E402
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
@@ -114,28 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
                            "--max-batch-size", str(args.max_batch_size))
     server.wait_until_serving()
-    print(f"\nserver, {args.sentences_per_request} sentences per request\n"
-          f"{'clients':>8} {'tokens/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'in-process':>11} "
-          f"{'ratio':>6}")
+    print(f"\nserver, {args.sentences_per_request} sentences per request")
+    per_request = args.sentences_per_request
     try:
-        for clients in args.concurrency:
-            total = max(128, clients * args.requests_per_client)
-            row = closed_loop(server.target, args.model, texts, clients,
-                              args.sentences_per_request, total)
-            batch = min(clients * args.sentences_per_request, args.max_batch_size)
-            row["offline_tokens_per_second"] = offline(signature, texts, batch)[
-                "tokens_per_second"]
-            row["server_over_offline"] = round(
-                row["tokens_per_second"] / row["offline_tokens_per_second"], 3)
-            results["server"].append(row)
-            print(f"{clients:>8} {row['tokens_per_second']:>10} {row['p50_ms']:>8} "
-                  f"{row['p99_ms']:>8} {row['offline_tokens_per_second']:>11} "
-                  f"{row['server_over_offline']:>6}")
+        results["server"] = against_in_process(
+            args.concurrency,
+            lambda clients: closed_loop(server.target, args.model, texts, clients, per_request,
+                                        max(128, clients * args.requests_per_client)),
+            lambda clients: offline(signature, texts, min(clients * per_request,
+                                                          args.max_batch_size))[
+                "tokens_per_second"],
+            "tokens", "clients", ["p50_ms", "p99_ms"])
     finally:
         results["server_exit_code"] = server.stop()
-    Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}.json")
-    return 0 if results["server_exit_code"] == 0 else 1
+    return write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from model.cells import recurrent_layer
 from model.config import option
 from model.gradient_norm import GradientNormModel
-from model.seq2seq import RNN_LAYERS
 
 BACKBONES = ("rnn", "lstm", "gru", "wavenet")
 
@@ -58,11 +58,9 @@ class RecurrentBackbone(keras.layers.Layer):
 
     def __init__(self, cell: str, units: int, layers: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
-        if cell not in RNN_LAYERS:
-            raise ValueError(f"cell must be one of {sorted(RNN_LAYERS)}, got {cell!r}")
         self.units = units
-        self.rnns = [RNN_LAYERS[cell](units, return_sequences=True, return_state=True,
-                                      name=f"{cell}{i}") for i in range(layers)]
+        self.rnns = [recurrent_layer(cell, units, return_sequences=True, return_state=True,
+                                     name=f"{cell}{i}") for i in range(layers)]
         self.dropout = keras.layers.Dropout(dropout)
 
     def initial_state(self, batch: tf.Tensor) -> State:

@@ -248,3 +248,19 @@ SCORE = FunctionContract("score", inputs=(TEXTS,), outputs=SCORED)
 """The char LM's second signature: `texts` [batch] -> each text's log-probability (natural
 log, every character predicted from those before it, the first from the beginning of a
 text), its bits per character, and its length in characters."""
+
+IMAGES = tf.TensorSpec([None], tf.string, name="images")
+IMAGE_SIZE = "image_size"  # recur.json: the side of the square a captioner sees
+CAPTION = TaskContract(
+    task="caption",
+    signature=FunctionContract(
+        "caption", inputs=(IMAGES, BEAM_WIDTH, NUM_HYPOTHESES, LENGTH_PENALTY, MAX_LENGTH),
+        outputs=(*NBEST, SOURCE_TOKENS, DECODE_STEPS)),
+    begin=FunctionContract(
+        "begin", inputs=(IMAGES, BEAM_WIDTH, each_input(LENGTH_PENALTY), each_input(MAX_LENGTH)),
+        outputs=NBEST),
+)
+"""Captioning: `images` [batch] encoded images (PNG, JPEG, GIF; decoded, made RGB and
+scaled in the graph, see `model/images.py`) in, n-best captions out. `source_tokens` is
+the number of feature-map positions each caption's attention reads (never padding).
+recur.json's `image_size` (`IMAGE_SIZE`) is the side of the square the model sees."""

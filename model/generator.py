@@ -41,12 +41,8 @@ class Generator(DecoderExport):
     streams = True
 
     def __init__(self, model: CharLM, characters: Characters, max_prompt_chars: int):
-        super().__init__("generator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID))
-        self.model = model
-        # Keras tracks some state (dropout seed generators) outside TF's object graph;
-        # listing every variable here makes the SavedModel carry all of it.
-        self.model_variables = list(model.variables)
-        self.characters = characters
+        super().__init__("generator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID), model,
+                         characters)
         self.max_prompt_chars = max_prompt_chars
 
     @tf.function(input_signature=GENERATE.signature.inputs)
@@ -68,7 +64,7 @@ class Generator(DecoderExport):
         return self._begin(texts, beam_width, max_length, temperature, top_k, top_p, seed)
 
     def _begin(self, texts, beam_width, max_length, temperature, top_k, top_p, seed):
-        prompts = self.characters.encode(texts)[:, -self.max_prompt_chars:]
+        prompts = self.tokenizer.encode(texts)[:, -self.max_prompt_chars:]
         read = tf.cast(prompts.row_lengths(), tf.int32)  # [batch]
         batch = tf.shape(read)[0]
         # [BOS, c1 .. cn]: the state after BOS .. c(n-1), then c(n) (or BOS) starts.
@@ -92,13 +88,13 @@ class Generator(DecoderExport):
         return tf.where(tf.logical_and(at_limit, ids == EOS_ID), 0.0, log_probs), state
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        return self.characters.decode(ids)
+        return self.tokenizer.decode(ids)
 
     @tf.function(input_signature=SCORE.inputs)
     def score(self, texts):
         """texts [batch] -> log_probs, bits_per_char, num_chars, each [batch]: every
         character predicted from BOS and those before it."""
-        targets = self.characters.encode(texts)
+        targets = self.tokenizer.encode(texts)
         lengths = tf.cast(targets.row_lengths(), tf.int32)
         batch = tf.shape(lengths)[0]
         inputs = tf.concat([tf.fill([batch, 1], BOS_ID), targets[:, :-1]], axis=1)
@@ -116,5 +112,5 @@ class Generator(DecoderExport):
         """Writes the SavedModel: `generate` (also `serving_default`) and `score`
         signatures for any TF Serving client, `begin` / `advance` for recur's step
         scheduler."""
-        self.save_functions(path, GENERATE, self.generate, self.begin, self.model,
+        self.save_functions(path, GENERATE, self.generate, self.begin,
                             more_signatures=[(SCORE, self.score)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from model.beam_search import (
@@ -36,30 +37,38 @@ from model.export import portable_kernels
 
 
 class DecoderExport(tf.Module):
-    """Base of a decoder's exported `tf.Module`.
+    """Base of a decoder's exported `tf.Module`: a trained Keras `model` and the
+    `tokenizer` of its outputs.
 
-    Subclasses implement `decode_step` (a `beam_search.StepFn`) and `detokenize`; they
-    define the task's signature function and `begin` with the input signatures of the
-    task's contract, and call `save_functions`. With `streams`, `advance` also returns
-    each input's settled text (`partial_texts`).
+    By default a step is the model's `decode_step` (a `beam_search.StepFn`) and outputs
+    are detokenized by the tokenizer's `detokenize`; subclasses may override either.
+    They define the task's signature function and `begin` with the input signatures of
+    the task's contract, and call `save_functions`. With `streams`, `advance` also
+    returns each input's settled text (`partial_texts`).
     """
 
     streams = False
 
-    def __init__(self, name: str, beam_search: BeamSearch):
+    def __init__(self, name: str, beam_search: BeamSearch, model: keras.Model,
+                 tokenizer: tf.Module):
         super().__init__(name=name)
         self.beam_search = beam_search
+        self.model = model
+        # Keras tracks some state (dropout seed generators) outside TF's object graph;
+        # listing every variable here makes the SavedModel carry all of it.
+        self.model_variables = list(model.variables)
+        self.tokenizer = tokenizer
         # Traced for any batch, time and source length in `save_functions`, where the
         # specs of the model's state are known.
         self.advance = tf.function(self._advance)
 
     def decode_step(self, tokens: tf.Tensor, state: State, context: State, steps: tf.Tensor
                     ) -> tuple[tf.Tensor, State]:
-        raise NotImplementedError
+        return self.model.decode_step(tokens, state, context, steps)
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """[batch, (time)] output ids (no specials) -> [batch] strings."""
-        raise NotImplementedError
+        return self.tokenizer.detokenize(ids)
 
     def finish(self, beams: Beams, num_hypotheses: tf.Tensor) -> dict[str, tf.Tensor]:
         """Beams of ended inputs (the model's tensors may be left out, see
@@ -96,14 +105,13 @@ class DecoderExport(tf.Module):
         return after, outputs
 
     def save_functions(self, path, contract: TaskContract, signature, begin,
-                       model: tf.Module,
                        more_signatures: Sequence[tuple[FunctionContract, Any]] = ()) -> None:
         """Writes the SavedModel: `signature` under the contract's name and as
         `serving_default`, `more_signatures` under their contracts' names, plus `begin`
-        and `advance`, with `model`'s recurrent layers traced with portable (non-cuDNN)
+        and `advance`, with the model's recurrent layers traced with portable (non-cuDNN)
         kernels."""
         assert contract.begin is not None, f"task {contract.task!r} has no step functions"
-        with portable_kernels(model):
+        with portable_kernels(self.model):
             function = signature.get_concrete_function(*contract.signature.inputs)
             beams, _ = begin.get_concrete_function(*contract.begin.inputs).structured_outputs
             any_shape = tf.nest.map_structure(

@@ -5,8 +5,9 @@ the words on both sides: each word is a word embedding (looked up by its normali
 form) beside features of its spelling (a character CNN over it, so unseen words, capitals
 and suffixes still count, and optionally the open classes a dictionary allows it:
 `model/lexicon.py`), then stacked bidirectional recurrent layers and a softmax over the
-tags at each position. Padding is masked: a token's tag never
-depends on how long the other sentences of its batch are.
+tags at each position, or (`--output crf`) a linear-chain CRF over the sequence of tags
+(`model/crf.py`). Padding is masked: a token's tag never depends on how long the other
+sentences of its batch are.
 
 `TaggerFeatures` turns tokens into the model's inputs inside the graph, for the
 training pipeline and the export alike; `TaggerExport` is the SavedModel (the `TAG`
@@ -22,17 +23,19 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from model.cells import recurrent_layer
 from model.config import option
 from model.contract import SOURCE_TOKENS, TAG
+from model.crf import CRF
 from model.export import portable_kernels
 from model.gradient_norm import GradientNormModel
 from model.lexicon import Lexicon
-from model.seq2seq import RNN_LAYERS
 from model.words import split_pretokenized, tokenize
 
 PAD_ID, UNKNOWN_ID = 0, 1  # word ids; the vocabulary starts at 2
 BEGIN_WORD, END_WORD = 1, 2  # character ids; code points start at 3
 CHAR_BUCKETS = 1024
+OUTPUTS = ("softmax", "crf")
 """Character ids: 0 pads, 1 and 2 mark a word's ends, code point c < 1020 is id c + 3;
 every code point from 1020 (U+03FC) up, rare in English text, shares id 1023."""
 
@@ -63,6 +66,9 @@ class TaggerConfig:
     lexicon: str = option("wordnet", "dictionary features per word, the open classes "
                                      "(NOUN, VERB, ADJ, ADV) a lexicon allows it and its "
                                      "inflections: wordnet (WordNet 3.1, English) or none")
+    output: str = option("softmax", "softmax: each word's most probable tag on its own; "
+                                    "crf: the most probable sequence of tags, with learnt "
+                                    "scores for neighbouring tags (a linear-chain CRF)")
 
     @property
     def uses_lexicon(self) -> bool:
@@ -240,16 +246,17 @@ class Tagger(GradientNormModel):
                       if config.char_encoder == "cnn"
                       else CharBiLSTM(config.char_dim, config.char_units))
         self.input_dropout = keras.layers.Dropout(config.dropout)
-        if config.cell not in RNN_LAYERS:
-            raise ValueError(f"cell must be one of {sorted(RNN_LAYERS)}, got {config.cell!r}")
         self.recurrent = []
         for i in range(config.layers):
-            layer = RNN_LAYERS[config.cell](config.units, return_sequences=True,
-                                            name=f"{config.cell}{i}")
+            layer = recurrent_layer(config.cell, config.units, return_sequences=True,
+                                    name=f"{config.cell}{i}")
             self.recurrent.append(keras.layers.Bidirectional(layer, name=f"bi{config.cell}{i}")
                                   if config.bidirectional else layer)
         self.output_dropout = keras.layers.Dropout(config.dropout)
         self.classify = keras.layers.Dense(num_tags, dtype="float32", name="tags")
+        if config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+        self.crf = CRF(num_tags, name="crf") if config.output == "crf" else None
 
     def call(self, inputs, training=False):
         words = self.word_dropout(inputs["words"], training=training)
@@ -263,6 +270,28 @@ class Tagger(GradientNormModel):
             hidden = self.output_dropout(layer(hidden, mask=mask, training=training),
                                          training=training)
         return self.classify(hidden)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """With a CRF: the negative log-likelihood of each gold tag sequence, per token
+        (the compiled per-token loss otherwise)."""
+        if self.crf is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        mask = x["words"] != PAD_ID
+        likelihood = self.crf.log_likelihood(y_pred, y, mask)
+        loss = -tf.reduce_sum(likelihood) / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)),
+                                                       1.0)
+        return loss + tf.add_n(self.losses) if self.losses else loss
+
+    def best_tags(self, scores: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """scores [batch, time, tags] (`call`'s) -> each token's tag [batch, time] int32
+        and its probability: the softmax's best, or the CRF's best sequence and each of
+        its tags' marginal probability."""
+        if self.crf is None:
+            probabilities = tf.nn.softmax(scores)
+            return (tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+                    tf.reduce_max(probabilities, axis=-1))
+        best = self.crf.decode(scores, mask)
+        return best, tf.gather(self.crf.marginals(scores, mask), best, batch_dims=2)
 
     def spelling(self, inputs: dict) -> tf.Tensor:
         """`chars` (and `lexicon`) [batch, time, ...] -> what the model reads of a
@@ -331,14 +360,13 @@ class TaggerExport(tf.Module):
                   .to_tensor(shape=shape),
                   "spelling": spelling.to_tensor(
                       shape=tf.concat([shape, [tf.shape(self.spelling_features)[1]]], 0))}
-        probabilities = tf.nn.softmax(self.model(inputs, training=False))
         lengths = tf.cast(tokens.row_lengths(), tf.int32)
         real = tf.sequence_mask(lengths, shape[1])
-        best = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        best, probabilities = self.model.best_tags(self.model(inputs, training=False), real)
         return {
             "tokens": tokens.to_tensor("", shape=shape),
             "tags": tf.where(real, tf.gather(self.tags, best), ""),
-            "probabilities": tf.where(real, tf.reduce_max(probabilities, axis=-1), 0.0),
+            "probabilities": tf.where(real, probabilities, 0.0),
             SOURCE_TOKENS: lengths,
         }
 

@@ -29,12 +29,8 @@ class Translator(DecoderExport):
     """
 
     def __init__(self, model: Seq2Seq, tokenizer: SubwordTokenizer, max_source_tokens: int):
-        super().__init__("translator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID))
-        self.model = model
-        # Keras tracks some state (dropout seed generators) outside TF's object graph;
-        # listing every variable here makes the SavedModel carry all of it.
-        self.model_variables = list(model.variables)
-        self.tokenizer = tokenizer
+        super().__init__("translator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID), model,
+                         tokenizer)
         self.max_source_tokens = max_source_tokens
 
     @tf.function(input_signature=TRANSLATE.signature.inputs)
@@ -73,13 +69,7 @@ class Translator(DecoderExport):
         return self.beam_search.initialize(state, context, beam_width, length_penalty,
                                            limit), source_tokens
 
-    def decode_step(self, tokens, state, context, steps):
-        return self.model.decode_step(tokens, state, context, steps)
-
-    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        return self.tokenizer.detokenize(ids)
-
     def save(self, path) -> None:
         """Writes the SavedModel: the `translate` signature (also `serving_default`) for
         any TF Serving client, and `begin` / `advance` for recur's step scheduler."""
-        self.save_functions(path, TRANSLATE, self.translate, self.begin, self.model)
+        self.save_functions(path, TRANSLATE, self.translate, self.begin)

@@ -8,6 +8,7 @@ CLI:
     python -m serving.client --target localhost:8500 translate "In the beginning..."
     python -m serving.client tag "The old man the boats."
     python -m serving.client generate "the company said" --max-chars 300 --seed 7
+    python -m serving.client caption cat.png dog.jpg --beam-width 4
     python -m serving.client models
     python -m serving.client health --wait 120
 """
@@ -95,16 +96,25 @@ class RecurClient:
                   length_penalty: float | None = None, max_length: int | None = None,
                   max_length_ratio: float | None = None) -> recur_pb2.TranslateResponse:
         """Translates `texts`; options left as None take the server's defaults."""
-        options = recur_pb2.DecodeOptions(**{
-            k: v for k, v in dict(beam_width=beam_width, num_hypotheses=num_hypotheses,
-                                  length_penalty=length_penalty, max_length=max_length,
-                                  max_length_ratio=max_length_ratio).items()
-            if v is not None})
+        options = decode_options(beam_width=beam_width, num_hypotheses=num_hypotheses,
+                                 length_penalty=length_penalty, max_length=max_length,
+                                 max_length_ratio=max_length_ratio)
         request = recur_pb2.TranslateRequest(
             model=recur_pb2.ModelSpec(name=model or self.default_model("translate"),
                                       version=version),
             texts=texts, options=options)
         return self.stub.Translate(request, timeout=self.timeout)
+
+    def caption(self, images: Sequence[bytes], model: str = "", version: int = 0,
+                **options: float | None) -> list[recur_pb2.CaptionResponse]:
+        """Captions each encoded image (one request each, all in flight at once);
+        `options` are DecodeOptions fields, None = the server's default."""
+        spec = recur_pb2.ModelSpec(name=model or self.default_model("caption"),
+                                   version=version)
+        calls = [self.stub.Caption.future(recur_pb2.CaptionRequest(
+            model=spec, image=image, options=decode_options(**options)), timeout=self.timeout)
+            for image in images]
+        return [call.result() for call in calls]
 
     def tag(self, texts: Sequence[str] = (), token_lists: Sequence[Sequence[str]] = (),
             model: str = "",
@@ -167,18 +177,24 @@ class RecurClient:
             time.sleep(0.5)
 
 
+def decode_options(**options: float | None) -> recur_pb2.DecodeOptions:
+    """DecodeOptions with the fields that are not None."""
+    return recur_pb2.DecodeOptions(**{k: v for k, v in options.items() if v is not None})
+
+
 def unreachable(target: str, seconds: float | None = None) -> str:
     waited = f" within {seconds:.0f} s" if seconds else ""
     return (f"nothing answers at {target}{waited}: start the server (python -m serving "
             "--model-base-path EXPORTS) or point --target at it (HOST:PORT)")
 
 
-def _print_translations(texts: list[str], response: recur_pb2.TranslateResponse) -> None:
-    for i, (text, nbest) in enumerate(zip(texts, response.results, strict=True), 1):
-        print(f"[{i}] {text}")
+def _print_nbest(inputs: Sequence[str], results: Sequence[recur_pb2.NBest],
+                 version: int) -> None:
+    for i, (name, nbest) in enumerate(zip(inputs, results, strict=True), 1):
+        print(f"[{i}] {name}")
         for rank, hyp in enumerate(nbest.hypotheses, 1):
             print(f"    {rank}. score {hyp.score:8.4f}  log_prob {hyp.log_prob:8.3f}  {hyp.text}")
-    print(f"(model version {response.model_version})")
+    print(f"(model version {version})")
 
 
 def _print_tags(response: recur_pb2.TagResponse) -> None:
@@ -207,19 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     tr = commands.add_parser("translate", help="translate texts, print the n-best with scores")
     tr.add_argument("texts", nargs="+", metavar="TEXT")
-    tr.add_argument("--model", default="",
-                    help="model name (default: the server's first translate model)")
-    tr.add_argument("--version", type=int, default=0, help="pin a version (default: newest)")
-    tr.add_argument("--beam-width", type=int, help="beam width 1..16 (default: server's, 4)")
-    tr.add_argument("--num-hypotheses", type=int,
-                    help="n-best entries per text, at most the beam width (default: 3, or "
-                         "the beam width if smaller)")
-    tr.add_argument("--length-penalty", type=float,
-                    help="GNMT alpha 0..2 (default: server's, 0.6)")
-    tr.add_argument("--max-length", type=int,
-                    help="most output subwords (default: the model's)")
+    _decode_arguments(tr, "translate")
     tr.add_argument("--max-length-ratio", type=float,
                     help="at most ratio x source subwords + 10; 0 = off (default: model's, 2.0)")
+    ca = commands.add_parser("caption", help="caption images, print the n-best with scores")
+    ca.add_argument("images", nargs="+", metavar="IMAGE_FILE", help="PNG, JPEG or GIF files")
+    _decode_arguments(ca, "caption")
     tg = commands.add_parser("tag", help="tag texts, print each token/TAG (and the tags the "
                                          "model is unsure of)")
     tg.add_argument("texts", nargs="+", metavar="TEXT")
@@ -258,19 +267,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _decode_arguments(command: argparse.ArgumentParser, task: str) -> None:
+    command.add_argument("--model", default="",
+                         help=f"model name (default: the server's first {task} model)")
+    command.add_argument("--version", type=int, default=0,
+                         help="pin a version (default: newest)")
+    command.add_argument("--beam-width", type=int,
+                         help="beam width 1..16 (default: server's, 4)")
+    command.add_argument("--num-hypotheses", type=int,
+                         help="n-best entries per input, at most the beam width (default: 3, "
+                              "or the beam width if smaller)")
+    command.add_argument("--length-penalty", type=float,
+                         help="GNMT alpha 0..2 (default: server's, 0.6)")
+    command.add_argument("--max-length", type=int,
+                         help="most output subwords (default: the model's)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with RecurClient(args.target, args.timeout, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                      tls_key=args.tls_key, token=args.token) as client:
         try:
+            if args.command in ("translate", "caption") and args.num_hypotheses is None:
+                args.num_hypotheses = min(3, args.beam_width or 3)
             if args.command == "translate":
-                if args.num_hypotheses is None:
-                    args.num_hypotheses = min(3, args.beam_width or 3)
                 response = client.translate(
                     args.texts, args.model, args.version, args.beam_width,
                     args.num_hypotheses, args.length_penalty, args.max_length,
                     args.max_length_ratio)
-                _print_translations(args.texts, response)
+                _print_nbest(args.texts, response.results, response.model_version)
+            elif args.command == "caption":
+                images = [Path(name).read_bytes() for name in args.images]
+                answers = client.caption(
+                    images, args.model, args.version, beam_width=args.beam_width,
+                    num_hypotheses=args.num_hypotheses, length_penalty=args.length_penalty,
+                    max_length=args.max_length)
+                _print_nbest(args.images, [a.result for a in answers],
+                             max(a.model_version for a in answers))
             elif args.command == "tag":
                 if args.pretokenized:
                     response = client.tag(token_lists=[t.split() for t in args.texts],
@@ -297,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
-        except (LookupError, TimeoutError) as error:
+        except (LookupError, TimeoutError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
     return 0

@@ -40,5 +40,11 @@ class LimitsConfig:
     max_beam_width: int = option(16, "largest options.beam_width")
     max_output_length: int = option(512, "largest options.max_length")
     max_chars: int = option(4096, "largest max_chars of a Generate request")
+    max_image_bytes: int = option(2 * 1024 * 1024, "largest encoded image of a Caption "
+                                                   "request, in bytes")
+    max_image_pixels: int = option(1024 * 1024, "most pixels (width x height; a GIF's "
+                                                "frames together) of a Caption request's "
+                                                "image, read from its headers before it is "
+                                                "decoded")
     default_beam_width: int = option(4, "beam width when a request sets none")
     default_length_penalty: float = option(0.6, "GNMT length penalty when a request sets none")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from google.protobuf.message import Message
@@ -29,6 +30,8 @@ from serving.task import Inputs, Outputs, Task
 log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = "_unknown"  # metric label for names that match no model (bounded cardinality)
+PARSE_THREADS = 2  # one a core here; parsing that needs a thread is short (an image check)
+MAX_PARSING = 64  # requests in or waiting for a parse thread; beyond, RESOURCE_EXHAUSTED
 
 
 class RecurServicer(recur_pb2_grpc.RecurServicer):
@@ -37,6 +40,10 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         self.tasks = tasks
         self.limits = limits
         self.answered = {method for task in tasks.values() for method in task.methods}
+        # Slow parsing (`Task.parse_in_thread`) gets threads of its own, not the event
+        # loop's default pool that model loads use, and a bounded wait for them.
+        self.parsers = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse")
+        self.parsing = 0
 
     # Every model RPC is answered the same way; which task answers depends on the model.
     async def Translate(self, request, context):
@@ -67,7 +74,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
 
     async def _unary(self, method: str, request: Message, context) -> Message:
         async def handle(deadline: float | None):
-            model, task, inputs, pending = self._submit(method, request, deadline)
+            model, task, inputs, pending = await self._submit(method, request, deadline)
             results = await pending
             response, tokens = task.respond(method, request, inputs, results, model.version)
             metrics.GENERATED_TOKENS.labels(model.name).inc(tokens)
@@ -80,7 +87,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         scheduling everything comes at the end), then the final messages."""
         async def handle(deadline: float | None):
             updates: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
-            model, task, inputs, pending = self._submit(
+            model, task, inputs, pending = await self._submit(
                 method, request, deadline, lambda index, text: updates.put_nowait((index, text)))
             stream = task.stream(method, request, inputs, model.version)
             results = asyncio.ensure_future(pending)
@@ -99,10 +106,11 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
 
         await self._answer(method, request, context, handle)
 
-    def _submit(self, method: str, request: Message, deadline: float | None,
-                on_progress: OnProgress | None = None
-                ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
-        """Resolves the model, has its task parse the request, queues the inputs.
+    async def _submit(self, method: str, request: Message, deadline: float | None,
+                      on_progress: OnProgress | None = None
+                      ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
+        """Resolves the model, has its task parse the request (in a worker thread if the
+        task's parsing is slow, so other requests are not held up), queues the inputs.
 
         A version swapped out between lookup and submit (hot reload) refuses new work:
         an unpinned request then goes to the version that replaced it.
@@ -114,7 +122,19 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
                                f"answers it (served: {served})")
         for attempt in range(2):
             model, task = self._model(method, request.model)
-            inputs = task.parse(method, request, model.metadata, self.limits)
+            if task.parse_in_thread:
+                if self.parsing >= MAX_PARSING:
+                    raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                       f"{self.parsing} requests are waiting for their input "
+                                       "to be checked: retry later or elsewhere")
+                self.parsing += 1
+                try:
+                    inputs = await asyncio.get_running_loop().run_in_executor(
+                        self.parsers, task.parse, method, request, model.metadata, self.limits)
+                finally:
+                    self.parsing -= 1
+            else:
+                inputs = task.parse(method, request, model.metadata, self.limits)
             try:
                 return model, task, inputs, model.batcher.submit(
                     inputs.key, inputs.merged(), deadline, on_progress)

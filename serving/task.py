@@ -72,6 +72,9 @@ class Task:
     name: str
     contract: TaskContract
     methods: tuple[str, ...] = ()  # RPC names of recur.v1.Recur this task answers
+    # Parsing that may take milliseconds (decoding an image to check it) runs in a worker
+    # thread, off the event loop that serves every other request.
+    parse_in_thread: bool = False
 
     def parse(self, method: str, request: Message, metadata: dict,
               limits: LimitsConfig) -> Inputs:

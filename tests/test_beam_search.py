@@ -1,6 +1,7 @@
 """Proofs of the one beam search and its sampler, on two models whose probabilities can
 be checked: a bigram table (every probability known in closed form) and a tiny
-attention Seq2Seq (teacher-forced through Keras, decoded step by step through its cell)."""
+attention Seq2Seq and a tiny captioner (teacher-forced through Keras, decoded step by step
+through their cells)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from model.beam_search import (
     select_rows,
     settled,
 )
+from model.image_to_text import ImageToText
 from model.sampling import sampling
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID
@@ -95,9 +97,29 @@ class TinySeq2Seq:
         return float(sum(log_probs[t, token] for t, token in enumerate([*tokens, EOS_ID])))
 
 
+class TinyImageToText(TinySeq2Seq):
+    """A randomly initialised captioner over 6 ids; four random 16x16 images."""
+
+    name = "image-to-text"
+
+    def __init__(self, attention: bool = True):
+        keras.utils.set_random_seed(3)
+        self.images = np.random.default_rng(5).uniform(size=(4, 16, 16, 3)).astype(np.float32)
+        self.model = ImageToText(self.vocab, image_size=16, channels=(4, 8), embedding_dim=8,
+                                 units=16, attention=attention, dropout=0.0)
+        self.model((tf.constant(self.images[:1]), tf.constant([[BOS_ID, 4]])))
+        kernel = self.model.projection.kernel
+        kernel.assign(kernel * 8.0)
+
+    def _padded(self, inputs):
+        return tf.constant(self.images[list(inputs)])
+
+
 @pytest.fixture(params=[Bigram, TinySeq2Seq, lambda: TinySeq2Seq("gru", 2),
-                        lambda: TinySeq2Seq("rnn")],
-                ids=["bigram", "lstm", "gru-2-layers", "simple-rnn"], scope="module")
+                        lambda: TinySeq2Seq("rnn"), TinyImageToText,
+                        lambda: TinyImageToText(attention=False)],
+                ids=["bigram", "lstm", "gru-2-layers", "simple-rnn", "captioner",
+                     "captioner-no-attention"], scope="module")
 def decoder(request):
     return request.param()
 

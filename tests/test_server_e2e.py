@@ -170,14 +170,15 @@ def test_bad_requests_get_a_clear_status_and_the_server_keeps_serving(server, fi
     assert after - before == 1, "each refused request is counted once, under a bounded label"
 
 
-def test_unserved_tasks_answer_unimplemented(server):
-    """Caption has no model kind yet; Generate has one, but not this model's."""
+def test_an_rpc_of_another_model_kind_fails_its_precondition(server):
+    """Caption and GenerateStream have model kinds, but not this model's."""
     target, _, _ = server
     with RecurClient(target) as client:
         with pytest.raises(grpc.RpcError) as error:
             client.stub.Caption(recur_pb2.CaptionRequest(
                 model=recur_pb2.ModelSpec(name=MODEL), image=b"\x89PNG"), timeout=10)
-        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "it answers Translate, not Caption" in error.value.details()
         with pytest.raises(grpc.RpcError) as error:
             list(client.stub.GenerateStream(recur_pb2.GenerateRequest(
                 model=recur_pb2.ModelSpec(name=MODEL), prompt="a"), timeout=10))

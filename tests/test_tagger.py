@@ -218,9 +218,11 @@ def conllu_sentence(number: int, noun: str, verb: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["conllu", "word-tag"])
-def test_training_on_a_users_treebank(tmp_path, form):
-    """Both formats train, keep their tags as written and export a tagger of them."""
+@pytest.mark.parametrize(("form", "output"), [("conllu", "softmax"), ("word-tag", "softmax"),
+                                              ("word-tag", "crf")])
+def test_training_on_a_users_treebank(tmp_path, form, output):
+    """Both formats train, keep their tags as written and export a tagger of them, with
+    either output layer."""
     rng = random.Random(0)
     pairs = [(rng.choice(NOUNS), rng.choice(VERBS)) for _ in range(300)]
     if form == "conllu":
@@ -234,7 +236,8 @@ def test_training_on_a_users_treebank(tmp_path, form):
     out = subprocess.run(
         [sys.executable, "-m", "training.run", "tag", "--train-file", str(path), "--epochs",
          "6", "--learning-rate", "0.01", "--units", "16", "--word-dim", "16",
-         "--char-filters", "8", "--lexicon", "none", "--run-dir", str(tmp_path / "runs"),
+         "--char-filters", "8", "--lexicon", "none", "--output", output,
+         "--run-dir", str(tmp_path / "runs"),
          "--export-base",
          str(tmp_path / "exports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -242,8 +245,13 @@ def test_training_on_a_users_treebank(tmp_path, form):
     metadata = read_metadata(export)
     assert metadata["tagset"] == path.name and sorted(metadata["tags"]) == sorted(tags)
     assert metadata["metrics"]["test_accuracy"] == 100.0, out.stdout
+    assert metadata["config"]["output"] == output
     signature = tf.saved_model.load(str(export)).signatures["tag"]
-    assert decoded(call(signature, ["Cats sleep."])["tags"][0]) == tags
+    tagged = call(signature, ["Cats sleep.", "Dogs run fast."])
+    assert decoded(tagged["tags"][0])[:3] == tags
+    probabilities = tagged["probabilities"]
+    assert ((probabilities[0, :3] > 0.5) & (probabilities[0, :3] <= 1.0)).all(), probabilities
+    assert probabilities[0, 3] == 0.0 and (probabilities[1, :4] > 0).all()
 
 
 # --- Tag over gRPC -------------------------------------------------------------------------

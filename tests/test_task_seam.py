@@ -207,13 +207,15 @@ def test_each_rpc_goes_to_the_task_of_the_model_it_names(reverse_server):
                 model=recur_pb2.ModelSpec(name=TRANSLATOR), prompt="one"), timeout=30)
         assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "'translate' model: it answers Translate, not Generate" in error.value.details()
-        with pytest.raises(grpc.RpcError) as error:  # no task of this server answers Caption
+        with pytest.raises(grpc.RpcError) as error:  # the captioner's RPC, not this task's
             client.stub.Caption(recur_pb2.CaptionRequest(model=recur_pb2.ModelSpec(name=MODEL),
                                                          image=b"abc"), timeout=30)
-        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "it answers Translate, Generate, GenerateStream, not Caption" in \
+            error.value.details()
         statuses = {m.name: m for m in client.list_models().models}
     assert statuses[MODEL].task == "reverse" and statuses[MODEL].labels["alphabet"]
     assert statuses[TRANSLATOR].task == "translate"
     log = Path(server.log_path).read_text()
-    assert ("tasks: charlm (Generate, GenerateStream), reverse (Translate, Generate, "
-            "GenerateStream), tag (Tag), translate (Translate)") in log
+    assert ("tasks: caption (Caption), charlm (Generate, GenerateStream), reverse (Translate, "
+            "Generate, GenerateStream), tag (Tag), translate (Translate)") in log

@@ -1,5 +1,5 @@
-"""Evaluation helpers: running an export over held-out inputs in batches, corpus BLEU and
-chrF (sacrebleu)."""
+"""Evaluation helpers: running an export over held-out inputs in batches, a decoder's
+best outputs through its signature, corpus BLEU and chrF (sacrebleu)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import TypeVar
 import numpy as np
 import sacrebleu
 from tqdm import tqdm
+
+from model.contract import FunctionContract
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -27,6 +29,22 @@ def in_length_order(run: Callable[[list[T]], list[R]], inputs: Sequence[T],
                 outputs[i] = output
             progress.update(len(ids))
     return outputs
+
+
+def decoders(beam_width: int) -> list[tuple[str, int]]:
+    """The decoders every decoding task is measured with: (name, beam width)."""
+    return [("greedy", 1), (f"beam{beam_width}", beam_width)]
+
+
+def best_outputs(signature, contract: FunctionContract, field: str, inputs: Sequence,
+                 options: dict, desc: str) -> list[str]:
+    """Each input's best hypothesis, through an exported decoder's `signature` called as
+    the server calls it (`field`: the input's name; `options`: the rank-0 inputs)."""
+    def run(batch: list) -> list[str]:
+        out = contract.call(signature, [{**options, field: x} for x in batch])
+        return [text.decode("utf-8") for text in out["texts"][:, 0]]
+
+    return in_length_order(run, inputs, desc=desc)
 
 
 def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing, and
-character streams in chunks for truncated backpropagation through time.
+"""tf.data pipelines: in-graph tokenisation, length bucketing, teacher forcing, images
+decoded as the export decodes them, and character streams in chunks for truncated
+backpropagation through time.
 
 Every pipeline says how many batches make one pass over its data, and the driver gives
 Keras `steps_per_epoch` and `validation_steps`. Training pipelines repeat forever, so
@@ -12,11 +13,13 @@ stack-dumping watchdog, in `EpochIterator.reset`): the "silent pauses" between e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from model.images import decode_image
 from model.tokenizer import BOS_ID, UNK_ID, SubwordTokenizer
 from training.corpora.cache import CorpusError
 
@@ -58,15 +61,62 @@ def translation_batches(pairs: list[tuple[str, str]], tokenizer: SubwordTokenize
 
     ds = ds.map(tokenize).unbatch()
     ds = ds.map(lambda s, s_len, t, t_len: (s[:s_len], t[:t_len])).cache()
-    bos = tf.constant([BOS_ID], tf.int32)
 
     def teacher_forcing(source, target):
-        shifted = tf.concat([tf.fill([tf.shape(target)[0], 1], bos[0]), target[:, :-1]], 1)
-        shifted = tf.where(target == 0, 0, shifted)  # padding stays padding
-        return (source, shifted), target
+        return (source, shifted_right(target)), target
 
     return _bucketed(ds, len(pairs), lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
                      batch_size, shuffle_seed, teacher_forcing)
+
+
+def shifted_right(target: tf.Tensor) -> tf.Tensor:
+    """Teacher forcing's decoder input: target [batch, time] (0-padded) shifted right
+    behind BOS; padding stays padding."""
+    shifted = tf.concat([tf.fill([tf.shape(target)[0], 1], BOS_ID), target[:, :-1]], 1)
+    return tf.where(target == 0, 0, shifted)
+
+
+def caption_batches(paths: list[str], captions: list[tuple[str, ...]],
+                    tokenizer: SubwordTokenizer, image_size: int, batch_size: int,
+                    max_caption_tokens: int, shuffle_seed: int | None = None,
+                    augment: Callable[[tf.Tensor], tf.Tensor] | None = None) -> Batches:
+    """Image files and their references -> ((pixels, target_in), target_out) batches,
+    one example per (image, reference) pair.
+
+    pixels [batch, size, size, 3] as the export decodes them (`model.images`); target_out
+    [batch, time] ends with EOS, target_in is it shifted right behind BOS, 0 pads. Each
+    image is read and decoded once and kept in memory (float32: 48 KB an image at 64
+    pixels) with its references. Training (with `shuffle_seed`) shuffles the images
+    every epoch (in a buffer of 4,096) and their pairs (in one of 256), applies `augment`
+    to each batch of pixels, and repeats forever.
+    """
+    count = sum(len(references) for references in captions)
+    if not count:
+        return Batches(tf.data.Dataset.range(0), 0)
+    ids = tokenizer.tokenize(tf.constant([c for references in captions for c in references]),
+                             max_caption_tokens)
+    ids = tf.RaggedTensor.from_row_lengths(ids, [len(r) for r in captions])  # [image, ref, time]
+    ds = tf.data.Dataset.from_tensor_slices((paths, ids))
+    ds = ds.map(lambda path, references: (decode_image(tf.io.read_file(path), image_size),
+                                          references),
+                num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(min(len(paths), 4096), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.flat_map(lambda pixels, references: tf.data.Dataset.from_tensor_slices(
+        references).map(lambda reference: (pixels, reference)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(256, seed=shuffle_seed + 1, reshuffle_each_iteration=True)
+
+    def teacher_forcing(pixels, target):
+        if augment is not None:
+            pixels = augment(pixels)
+        return (pixels, shifted_right(target)), target
+
+    ds = ds.padded_batch(batch_size).map(teacher_forcing)
+    steps = -(-count // batch_size)
+    if shuffle_seed is None:
+        return Batches(ds, steps)
+    return Batches(ds.repeat().prefetch(tf.data.AUTOTUNE), steps)
 
 
 def tagging_batches(tokens: tf.RaggedTensor, tags: tf.RaggedTensor, features,

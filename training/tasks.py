@@ -5,8 +5,8 @@ A new model kind adds its module's `TASK` here.
 
 from __future__ import annotations
 
-from training import charlm, tag, translate
+from training import caption, charlm, tag, translate
 from training.driver import TrainingTask
 
 TASKS: dict[str, TrainingTask] = {task.name: task for task in (translate.TASK, tag.TASK,
-                                                              charlm.TASK)}
+                                                              charlm.TASK, caption.TASK)}

@@ -20,13 +20,14 @@ from model.config import option
 from model.contract import MAX_LENGTH, MAX_LENGTH_RATIO, TEXTS, TRANSLATE, Meta
 from model.losses import SmoothedCrossEntropy
 from model.seq2seq import Seq2Seq, Seq2SeqConfig
-from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
+from model.tokenizer import SubwordTokenizer
 from model.translator import Translator
 from training.config import TrainingConfig
 from training.corpora import Splits, load_bible_pairs, read_parallel_tsv, split_fraction
 from training.driver import Prepared, TrainingTask
-from training.evaluate import bleu_chrf, in_length_order
+from training.evaluate import best_outputs, bleu_chrf, decoders
 from training.pipeline import translation_batches
+from training.subwords import load_or_train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +81,6 @@ def _subset(items: list, limit: int, seed: int) -> list:
     return random.Random(seed).sample(items, limit)
 
 
-def load_or_train_tokenizer(config: TranslateConfig, train: Pairs,
-                            run_dir: Path) -> SubwordTokenizer:
-    """Reuses the run directory's SentencePiece model, so a resumed run keeps its vocabulary."""
-    path = run_dir / "sentencepiece.model"
-    if path.exists():
-        log.info("reusing %s (delete it, or use a new --run-dir, to train a new one)", path)
-        return SubwordTokenizer(path.read_bytes())
-    proto = train_sentencepiece([text for pair in train for text in pair],
-                                TokenizerConfig(vocab_size=config.vocab_size))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(proto)
-    return SubwordTokenizer(proto)
-
-
 class TranslateTask(TrainingTask):
     name = TRANSLATE.task
     description = "encoder-decoder translation with attention (default: Bible en->fr)"
@@ -113,7 +100,8 @@ class TranslateTask(TrainingTask):
                     "test": _subset(splits.test, config.max_eval_examples, config.seed)}
         log.info("training on %d pairs; evaluating on %d dev and %d test pairs", len(train),
                  len(held_out["dev"]), len(held_out["test"]))
-        tokenizer = load_or_train_tokenizer(config, train, run_dir)
+        tokenizer = load_or_train_tokenizer(run_dir, (text for pair in train for text in pair),
+                                            config.vocab_size)
         batches = dict(batch_size=config.batch_size, max_source_tokens=config.max_source_tokens,
                        max_target_tokens=config.max_target_tokens)
         return TranslationData(
@@ -137,23 +125,16 @@ class TranslateTask(TrainingTask):
         called exactly as the server calls it."""
         signature = tf.saved_model.load(str(path)).signatures[TRANSLATE.signature.name]
         figures: dict[str, float] = {}
-        beam = config.eval_beam_width
-        for decoder, width in (("greedy", 1), (f"beam{beam}", beam)):
+        for decoder, width in decoders(config.eval_beam_width):
             options = dict(beam_width=width, num_hypotheses=1,
                            length_penalty=config.eval_length_penalty,
                            max_length=config.max_target_tokens - 1,
                            max_length_ratio=config.max_length_ratio)
-
-            def translate(sources: list[str], options: dict = options) -> list[str]:
-                out = TRANSLATE.signature.call(
-                    signature, [{**options, TEXTS.name: s} for s in sources])
-                return [text.decode("utf-8") for text in out["texts"][:, 0]]
-
             for split, pairs in data.held_out.items():
                 if not pairs:
                     continue
-                hypotheses = in_length_order(translate, [s for s, _ in pairs],
-                                           desc=f"{split} {decoder}")
+                hypotheses = best_outputs(signature, TRANSLATE.signature, TEXTS.name,
+                                          [s for s, _ in pairs], options, f"{split} {decoder}")
                 for key, value in bleu_chrf(hypotheses, [t for _, t in pairs]).items():
                     figures[f"{split}_{key}_{decoder}"] = value
                 if decoder == "greedy" and split == "dev":

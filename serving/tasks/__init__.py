@@ -10,9 +10,9 @@ import importlib
 from collections.abc import Sequence
 
 from serving.task import Task
-from serving.tasks import charlm, tag, translate
+from serving.tasks import caption, charlm, tag, translate
 
-BUILT_IN: tuple[Task, ...] = (translate.TASK, tag.TASK, charlm.TASK)
+BUILT_IN: tuple[Task, ...] = (translate.TASK, tag.TASK, charlm.TASK, caption.TASK)
 
 
 def load_tasks(extra_modules: Sequence[str] = ()) -> dict[str, Task]:

@@ -38,10 +38,7 @@ class Reverser(DecoderExport):
     streams = True
 
     def __init__(self, model: Seq2Seq, tokenizer: CharTokenizer):
-        super().__init__("reverser", BeamSearch(BOS_ID, EOS_ID))
-        self.model = model
-        self.model_variables = list(model.variables)
-        self.tokenizer = tokenizer
+        super().__init__("reverser", BeamSearch(BOS_ID, EOS_ID), model, tokenizer)
 
     @tf.function(input_signature=REVERSE.signature.inputs)
     def reverse(self, texts, beam_width, num_hypotheses, length_penalty, max_length,
@@ -68,11 +65,5 @@ class Reverser(DecoderExport):
             state, context, beam_width, length_penalty, tf.broadcast_to(max_length, [batch]),
             sampling=sampling(temperature, top_k, top_p, seed, batch)), source_tokens
 
-    def decode_step(self, tokens, state, context, steps):
-        return self.model.decode_step(tokens, state, context, steps)
-
-    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        return self.tokenizer.detokenize(ids)
-
     def save(self, path) -> None:
-        self.save_functions(path, REVERSE, self.reverse, self.begin, self.model)
+        self.save_functions(path, REVERSE, self.reverse, self.begin)

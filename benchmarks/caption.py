@@ -1,0 +1,131 @@
+"""Captioning throughput, in-process and through the real server.
+
+    python -m benchmarks.caption exports --model caption-emoji --output docs/bench-caption
+
+Captions real held-out images (the emoji test split, as PNG bytes, as a client sends
+them) with beam search and prints images/s:
+  1. in-process: the export's `caption` signature called with batches of images;
+  2. through `python -m serving` on loopback: closed-loop gRPC clients, one image per
+     Caption request, at each --concurrency; right after each level the same export
+     in-process at the batch the server can form (clients, at most its
+     --max-batch-size), and the ratio server / in-process, so both figures of a ratio
+     come from the same minute of this shared machine.
+Writes OUTPUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from model.startup import import_tensorflow
+
+import_tensorflow()  # before anything else imports it: quietly
+
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.load import (  # noqa: E402
+    against_in_process,
+    drive,
+    latency_summary,
+    write_results,
+)
+from model.contract import CAPTION, IMAGES, MAX_LENGTH, METADATA_FILE  # noqa: E402
+from model.export import versions  # noqa: E402
+from protos.recur.v1 import recur_pb2  # noqa: E402
+from serving.client import RecurClient  # noqa: E402
+from serving.process import ServerProcess  # noqa: E402
+from training.corpora import load_emoji  # noqa: E402
+
+
+def offline(signature, images: list[bytes], batch_size: int, beam_width: int,
+            max_length: int) -> dict:
+    """Captions `images` in batches of `batch_size` after one untimed warm-up batch."""
+    def run(batch: list[bytes]) -> None:
+        CAPTION.signature.call(signature, [
+            {IMAGES.name: image, "beam_width": beam_width, "num_hypotheses": 1,
+             "length_penalty": 0.6, "max_length": max_length} for image in batch])
+
+    run(images[:batch_size])
+    started = time.perf_counter()
+    for start in range(0, len(images), batch_size):
+        run(images[start:start + batch_size])
+    seconds = time.perf_counter() - started
+    return {"batch_size": batch_size, "images": len(images),
+            "images_per_second": round(len(images) / seconds, 1), "seconds": round(seconds, 2)}
+
+
+def closed_loop(target: str, model: str, images: list[bytes], clients: int, total: int,
+                beam_width: int, max_length: int) -> dict:
+    """`clients` threads each send one Caption request at a time until `total` are
+    answered."""
+    def send(client: RecurClient, i: int) -> int:
+        client.stub.Caption(recur_pb2.CaptionRequest(
+            model=recur_pb2.ModelSpec(name=model), image=images[i % len(images)],
+            options=recur_pb2.DecodeOptions(beam_width=beam_width, max_length=max_length)),
+            timeout=120)
+        return 1
+
+    run = drive(target, clients, total, send)
+    return {"clients": clients, "requests": total, "errors": len(run.errors),
+            "images_per_second": round(run.units / run.seconds, 1),
+            **latency_summary([s for _, s in run.latencies])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.caption", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
+    parser.add_argument("--model", default="caption-emoji", help="(default: %(default)s)")
+    parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64],
+                        help="in-process batch sizes, in images (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64],
+                        help="concurrent gRPC clients (default: %(default)s)")
+    parser.add_argument("--requests-per-client", type=int, default=8,
+                        help="closed-loop requests per client, at least 128 per level "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-batch-size", type=int, default=64,
+                        help="the server's --max-batch-size (default: %(default)s)")
+    parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")
+    args = parser.parse_args(argv)
+
+    export = Path(args.model_base_path) / args.model
+    path = export / str(max(versions(export)))
+    signature = tf.saved_model.load(str(path)).signatures[CAPTION.signature.name]
+    max_length = json.loads((path / METADATA_FILE).read_text())[MAX_LENGTH.name]
+    images = [image.path.read_bytes() for image in load_emoji().test]
+    print(f"{path}: {len(images)} emoji test images (PNG), beam {args.beam_width}, captions "
+          f"of at most {max_length} subwords")
+    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
+                     "beam_width": args.beam_width, "offline": [], "server": []}
+    print(f"\nin-process\n{'batch':>8} {'images/s':>10}")
+    for batch_size in args.batch_sizes:
+        row = offline(signature, images, batch_size, args.beam_width, max_length)
+        results["offline"].append(row)
+        print(f"{batch_size:>8} {row['images_per_second']:>10}")
+
+    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
+                           "--max-batch-size", str(args.max_batch_size))
+    server.wait_until_serving()
+    print("\nserver, one image per request")
+    try:
+        results["server"] = against_in_process(
+            args.concurrency,
+            lambda clients: closed_loop(server.target, args.model, images, clients,
+                                        max(128, clients * args.requests_per_client),
+                                        args.beam_width, max_length),
+            lambda clients: offline(signature, images, min(clients, args.max_batch_size),
+                                    args.beam_width, max_length)["images_per_second"],
+            "images", "clients", ["p50_ms", "p99_ms"])
+    finally:
+        results["server_exit_code"] = server.stop()
+    return write_results(results, args.output)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
