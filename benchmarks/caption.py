@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--max-batch-size", type=int, default=64,
                         help="the server's --max-batch-size (default: %(default)s)")
+    parser.add_argument("--scheduling", default="step", choices=["step", "request"],
+                        help="the server's --scheduling (default: %(default)s)")
     parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")
     args = parser.parse_args(argv)
 
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path}: {len(images)} emoji test images (PNG), beam {args.beam_width}, captions "
           f"of at most {max_length} subwords")
     results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
-                     "beam_width": args.beam_width, "offline": [], "server": []}
+                     "beam_width": args.beam_width, "scheduling": args.scheduling,
+                     "offline": [], "server": []}
     print(f"\nin-process\n{'batch':>8} {'images/s':>10}")
     for batch_size in args.batch_sizes:
         row = offline(signature, images, batch_size, args.beam_width, max_length)
@@ -110,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{batch_size:>8} {row['images_per_second']:>10}")
 
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
-                           "--max-batch-size", str(args.max_batch_size))
+                           "--max-batch-size", str(args.max_batch_size),
+                           "--scheduling", args.scheduling)
     server.wait_until_serving()
-    print("\nserver, one image per request")
+    print(f"\nserver ({args.scheduling} scheduling), one image per request")
     try:
         results["server"] = against_in_process(
             args.concurrency,

@@ -22,7 +22,7 @@ class ImageToTextConfig:
     """The captioner's hyperparameters (flags of `python -m training.run caption`)."""
 
     image_size: int = option(64, "images are scaled to fit a square of this many pixels")
-    channels: str = option("32,64,128,256", "output channels of the CNN's blocks (two 3x3 "
+    channels: str = option("16,32,64,128", "output channels of the CNN's blocks (two 3x3 "
                                             "convolutions each, 2x2 max-pooling between "
                                             "blocks)")
     embedding_dim: int = option(128, "subword embedding size")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the embedded default data: installs, fetches the Bible, Brown and
-# Penn Treebank corpora, trains the en->fr translator, the POS tagger and the character
-# language model with their quick profiles, exports them, serves all three, sends sample
-# requests with the project's client and prints the answers.
+# The main job on the embedded default data: installs, fetches the Bible, Brown, Penn
+# Treebank and Twitter emoji corpora, trains the en->fr translator, the POS tagger, the
+# character language model and the image captioner with their quick profiles, exports
+# them, serves all four, sends sample requests with the project's client and prints the
+# answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh || exit 1
@@ -16,6 +17,8 @@ echo "== training the tagger (quick profile) and exporting to $EXPORTS/"
 python -m training.run tag --profile quick --export-base "$EXPORTS"
 echo "== training the character language model (quick profile) and exporting to $EXPORTS/"
 python -m training.run charlm --profile quick --export-base "$EXPORTS"
+echo "== training the image captioner (quick profile) and exporting to $EXPORTS/"
+python -m training.run caption --profile quick --export-base "$EXPORTS"
 
 LOG=runs/demo-server.log
 mkdir -p runs
@@ -45,6 +48,10 @@ python -m serving.client --target "localhost:$PORT" tag \
 python -m serving.client --target "localhost:$PORT" generate "the company said" \
   --max-chars 200 --temperature 0.7 --seed 7
 python -m serving.client --target "localhost:$PORT" generate --beam-width 4 --max-chars 80
+# Emoji the captioner never saw: a whole new emoji, and a trained emoji in a new skin tone.
+EMOJI=${RECUR_CACHE:-$HOME/.cache/recur}/emoji-datasource-twitter-16.0.0/package/img/twitter/64
+python -m serving.client --target "localhost:$PORT" caption --beam-width 4 --num-hypotheses 2 \
+  "$EMOJI/1f423.png" "$EMOJI/1f477-1f3ff.png"
 
 echo "== metrics at http://localhost:$METRICS_PORT/metrics, for example:"
 python - "$METRICS_PORT" <<'PY'

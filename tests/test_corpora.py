@@ -380,25 +380,25 @@ def test_ptb_module_without_a_split_is_reported(tmp_path: Path) -> None:
 # --- emoji -------------------------------------------------------------------------------
 
 
-def write_emoji(root: Path, n_bases: int = 60) -> Path:
-    images = root / "img" / "twitter" / "64"
+def write_emoji(root: Path, n_bases: int = 60, style: str = "twitter") -> Path:
+    images = root / "img" / style / "64"
     images.mkdir(parents=True)
+    has = f"has_img_{style}"
     entries = []
     for i in range(n_bases):
         variants = {
-            tone: {"image": f"{i:04x}-{tone.lower()}.png", "has_img_twitter": True}
+            tone: {"image": f"{i:04x}-{tone.lower()}.png", has: True}
             for tone in ("1F3FB", "1F3FF", "1F3FB-1F3FF")
         }
         entries.append(
             {"name": f"EMOJI {i}", "short_names": [f"emoji_{i}", f"e-{i}"],
-             "image": f"{i:04x}.png", "has_img_twitter": True, "skin_variations": variants}
+             "image": f"{i:04x}.png", has: True, "skin_variations": variants}
         )  # fmt: skip
     entries += [
-        {"name": "NO TWITTER IMAGE", "image": "ffff.png", "has_img_twitter": False},
-        {"name": "PNG MISSING", "image": "fffe.png", "has_img_twitter": True},
+        {"name": "NO TWITTER IMAGE", "image": "ffff.png", has: False},
+        {"name": "PNG MISSING", "image": "fffe.png", has: True},
         {"name": "HASH KEY", "short_names": ["hash"], "image": "0023-fe0f-20e3.png",
-         "has_img_twitter": True,
-         "skin_variations": {"1F3FB": {"image": "0023-x.png", "has_img_twitter": False}}},
+         has: True, "skin_variations": {"1F3FB": {"image": "0023-x.png", has: False}}},
     ]  # fmt: skip
     for entry in entries:
         if entry["name"] != "PNG MISSING":
@@ -447,6 +447,15 @@ def test_emoji_test_images_are_new_emoji_or_new_skin_tones_of_trained_ones(
     assert {image.captions[0] for image in splits.train} >= trained
 
 
+def test_emoji_of_another_style_are_split_as_twitter_s(tmp_path: Path) -> None:
+    twitter = load_emoji(write_emoji(tmp_path / "twitter"))
+    google = load_emoji(write_emoji(tmp_path / "google", style="google"), style="google")
+    for split in ("train", "dev", "test"):
+        assert [(i.path.name, i.captions, i.held_out) for i in getattr(twitter, split)] == [
+            (i.path.name, i.captions, i.held_out) for i in getattr(google, split)]
+    assert google.test[0].path.parent == tmp_path / "google" / "img" / "google" / "64"
+
+
 def test_emoji_unknown_skin_tones_are_reported(tmp_path: Path) -> None:
     root = write_emoji(tmp_path / "emoji", n_bases=1)
     entries = json.loads((root / "emoji.json").read_text())
@@ -458,8 +467,10 @@ def test_emoji_unknown_skin_tones_are_reported(tmp_path: Path) -> None:
 
 def test_emoji_directory_without_images_is_reported(tmp_path: Path) -> None:
     (tmp_path / "emoji.json").write_text("[]")
-    with pytest.raises(CorpusError, match="no Twitter emoji images"):
+    with pytest.raises(CorpusError, match="no twitter emoji images"):
         load_emoji(tmp_path)
+    with pytest.raises(CorpusError, match="unknown emoji style 'noto': choose one of twitter"):
+        load_emoji(tmp_path, style="noto")
     with pytest.raises(CorpusError, match="cannot read"):
         load_emoji(tmp_path / "nowhere")
 

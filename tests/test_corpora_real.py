@@ -111,3 +111,12 @@ def test_wordnet_lemma_counts_by_class() -> None:
     assert {k: len(v) for k, v in lemmas.items()} == {
         "NOUN": 117_953, "VERB": 11_540, "ADJ": 21_499, "ADV": 4_475}
     assert "thrive" in lemmas["VERB"] and "thrive" not in lemmas["NOUN"]
+
+
+def test_google_emoji_hold_out_the_same_emoji_as_twitter_s() -> None:
+    twitter, google = load_emoji(), load_emoji(style="google")
+    assert (len(google.train), len(google.dev), len(google.test)) == (2_734, 523, 529)
+    assert [(i.path.name, i.captions, i.held_out) for i in google.test] == [
+        (i.path.name, i.captions, i.held_out) for i in twitter.test]
+    assert all(i.path.parent.name == "64" and i.path.parent.parent.name == "google"
+               for i in google.test)

@@ -19,7 +19,7 @@ from training.translate import TASK, TranslateConfig
     ("translate", "default: full 8000, quick 4000"),  # per-profile defaults are shown
     ("tag", "default: full 128, quick 64"),
     ("charlm", "default: full 'wavenet', quick 'lstm'"),
-    ("caption", "default: full 80, quick 8"),
+    ("caption", "default: full 80, quick 6"),
 ])
 def test_help_lists_every_option_with_its_default(task, shown):
     out = subprocess.run([sys.executable, "-m", "training.run", task, "--help"],
@@ -53,6 +53,10 @@ def test_an_unknown_task_fails_and_lists_the_tasks():
     (["charlm", "--cosine-decay", "--decay-factor", "0.5"], "--cosine-decay and --decay-factor"),
     (["caption", "--dev-file", "dev.tsv"], "--dev-file goes with --train-file"),
     (["caption", "--image-dir", "images"], "--image-dir goes with --train-file"),
+    (["caption", "--eval-styles", "google", "--train-file", "c.tsv"],
+     "--eval-styles measures the emoji test split"),
+    (["caption", "--eval-styles", "google,twitter"],
+     "twitter is not another emoji style; choose among apple, facebook, google"),
 ])
 def test_flags_that_contradict_each_other_are_a_usage_error(capsys, argv, message):
     from training.run import main

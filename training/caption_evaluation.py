@@ -77,7 +77,9 @@ def plot_grid(path: Path, images: Sequence[CaptionedImage], hypotheses: Sequence
     order = sorted(range(len(images)), key=lambda i: (rates[i], str(images[i].path)))
     best = order[:count]
     rows = [("best", best), ("worst", [i for i in reversed(order) if i not in best][:count])]
-    figure, axes = plt.subplots(2, count, figsize=(2.1 * count, 5.6), squeeze=False)
+    # Captions go under their image, in a band as tall as the longest caption needs.
+    figure, axes = plt.subplots(2, count, figsize=(2.1 * count, 7.4), squeeze=False,
+                                gridspec_kw=dict(hspace=0.9, wspace=0.15))
     for row, (label, chosen) in enumerate(rows):
         for column in range(count):
             ax = axes[row][column]
@@ -89,11 +91,12 @@ def plot_grid(path: Path, images: Sequence[CaptionedImage], hypotheses: Sequence
             text = textwrap.fill(hypotheses[i], 22)
             if hypotheses[i] not in images[i].captions:
                 text += "\n(" + textwrap.fill(images[i].captions[0], 22) + ")"
-            ax.set_title(text, fontsize=7, color="black" if rates[i] == 0 else "firebrick")
+            ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top",
+                    fontsize=7, color="black" if rates[i] == 0 else "firebrick")
         axes[row][0].text(-0.15, 0.5, label, transform=axes[row][0].transAxes, rotation=90,
                           va="center", ha="right", fontsize=11)
     figure.suptitle(title + "  (red: wrong; the first reference in brackets)", fontsize=10)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.03, right=0.99, top=0.93, bottom=0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -7,7 +7,7 @@ what to do next. See DATA.md for sources, licences, sizes and split rules.
 from training.corpora.bible import BIBLES, bible_db, load_bible_pairs, load_bible_text
 from training.corpora.brown import load_brown
 from training.corpora.cache import CorpusError, cache_dir
-from training.corpora.emoji import CaptionedImage, load_emoji
+from training.corpora.emoji import EMOJI_DATASOURCES, CaptionedImage, load_emoji
 from training.corpora.ptb import load_ptb_chars
 from training.corpora.registry import (
     fetch_npm_tarball,
@@ -28,6 +28,7 @@ from training.corpora.wordnet import load_wordnet_lemmas
 
 __all__ = [
     "BIBLES",
+    "EMOJI_DATASOURCES",
     "CaptionedImage",
     "CorpusError",
     "Splits",

@@ -1,4 +1,7 @@
-"""Twitter emoji (npm ``emoji-datasource-twitter``): 64x64 PNGs captioned with their names.
+"""Emoji (npm ``emoji-datasource-<style>``): 64x64 PNGs captioned with their names.
+
+Twitter's drawings train the captioner; Apple's, Google's and Facebook's drawings of the
+same emoji measure what it does on a style it has never seen (same split, same names).
 
 Every image has several reference captions: the emoji's Unicode name and its short names
 (``father christmas``, ``santa``). A skin-tone variant's references are its base's with
@@ -29,12 +32,17 @@ from training.corpora.splits import Splits
 
 log = logging.getLogger(__name__)
 
-EMOJI_DATASOURCE_TWITTER = (
-    "emoji-datasource-twitter", "16.0.0",
-    "f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877",
-)  # fmt: skip
-_IMAGES = "img/twitter/64"
-_MEMBERS = ["package/emoji.json", "package/LICENSE", "package/README.md", f"package/{_IMAGES}/"]
+#: The pinned npm packages by style: (name, version, sha256 of the tarball).
+EMOJI_DATASOURCES = {
+    "twitter": ("emoji-datasource-twitter", "16.0.0",
+                "f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877"),
+    "apple": ("emoji-datasource-apple", "16.0.0",
+              "b34d1665e136f163b0d4433318df151895b785186e8c729b2211b43017945075"),
+    "google": ("emoji-datasource-google", "16.0.0",
+               "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"),
+    "facebook": ("emoji-datasource-facebook", "16.0.0",
+                 "017038cf5a4e7fcf03dd9133cbed43d4c281c4b3ce7b927c7160261b92b8821e"),
+}
 
 #: An image goes to dev if sha256(its file name) mod 10 is 0, to test if it is 1; a base
 #: emoji's bucket decides for it and all its variants.
@@ -65,25 +73,37 @@ class CaptionedImage:
     held_out: str = ""
 
 
-def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
-    """Emoji images with their reference captions, split as the module says.
+def load_emoji(dir: Path | None = None, style: str = "twitter") -> Splits[CaptionedImage]:
+    """Emoji images of one style (`EMOJI_DATASOURCES`) with their reference captions,
+    split as the module says: by file name, so every style holds out the same emoji.
 
-    ``dir`` holds ``emoji.json`` and ``img/twitter/64/``; by default the pinned npm package
-    is fetched into the cache. Only entries with a Twitter image that exists are kept.
+    ``dir`` holds ``emoji.json`` and ``img/<style>/64/``; by default the pinned npm package
+    is fetched into the cache. Only entries with an image of that style that exists are
+    kept.
     """
-    root = tarball_members(*EMOJI_DATASOURCE_TWITTER, _MEMBERS) / "package" if dir is None else dir
+    if style not in EMOJI_DATASOURCES:
+        raise CorpusError(f"unknown emoji style {style!r}: choose one of "
+                          f"{', '.join(EMOJI_DATASOURCES)}")
+    images = f"img/{style}/64"
+    if dir is None:
+        members = ["package/emoji.json", "package/LICENSE", "package/README.md",
+                   f"package/{images}/"]
+        root = tarball_members(*EMOJI_DATASOURCES[style], members) / "package"
+    else:
+        root = dir
+    has_image = f"has_img_{style}"
     try:
         entries = json.loads((root / "emoji.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CorpusError(
             f"cannot read {root / 'emoji.json'} ({err}): point dir at an emoji-datasource "
-            "package directory, or omit it to fetch emoji-datasource-twitter"
+            f"package directory, or omit it to fetch emoji-datasource-{style}"
         ) from err
     splits: Splits[CaptionedImage] = Splits([], [], [])
     by_bucket = {DEV_BUCKET: splits.dev, TEST_BUCKET: splits.test}
 
     def add(image: str, captions: tuple[str, ...], bucket: int, held_out: str) -> None:
-        path = root / _IMAGES / image
+        path = root / images / image
         if path.is_file():
             split = by_bucket.get(bucket, splits.train)
             split.append(CaptionedImage(path, captions, held_out if split is not
@@ -95,13 +115,13 @@ def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
                 f"{root / 'emoji.json'}: entry {number} has no 'name' and 'image' "
                 "strings: fix that entry or use the unmodified package"
             )
-        if not entry.get("has_img_twitter"):
+        if not entry.get(has_image):
             continue
         names = references(entry)
         base_bucket = _bucket(entry["image"])
         add(entry["image"], names, base_bucket, NEW_EMOJI)
         for tones, variant in sorted((entry.get("skin_variations") or {}).items()):
-            if not variant.get("has_img_twitter"):
+            if not variant.get(has_image):
                 continue
             tone = skin_tone(tones, f"{root / 'emoji.json'}: entry {number}")
             captions = tuple(f"{name}: {tone}" for name in names)
@@ -111,10 +131,10 @@ def load_emoji(dir: Path | None = None) -> Splits[CaptionedImage]:
                 add(variant["image"], captions, _bucket(variant["image"]), NEW_SKIN_TONE)
     if not splits.train:
         raise CorpusError(
-            f"no Twitter emoji images found in {root / _IMAGES}: point dir at an "
-            "emoji-datasource-twitter package directory, or omit it"
+            f"no {style} emoji images found in {root / images}: point dir at an "
+            f"emoji-datasource-{style} package directory, or omit it"
         )
-    log.info("emoji images from %s: %s", root, splits.summary())
+    log.info("%s emoji images from %s: %s", style, root, splits.summary())
     return splits
 
 
