@@ -254,21 +254,28 @@ def settled(beams: Beams) -> tuple[tf.Tensor, tf.Tensor]:
     return tokens[:, 0, :], lengths
 
 
-def concat_rows(parts: list[Beams]) -> Beams:
+def concat_rows(parts: list[Beams], pad: bool = True) -> Beams:
     """Joins searches of the same beam width into one batch.
 
     Inputs may differ in their other dimensions (output time, source time): each
     tensor is zero-padded up to the largest, which decoding never reads (token
-    buffers beyond a row's limit, attention memory beyond its mask).
+    buffers beyond a row's limit, attention memory beyond its mask). With
+    `pad=False` only the token buffers are (their length depends on the rows kept):
+    for parts whose other tensors agree in every dimension but the first, with a
+    fifth of the ops.
     """
     if len(parts) == 1:
         return parts[0]
 
-    def concat(*tensors):  # shapes may be unknown when traced, hence tf.shape
+    def padded(*tensors):  # shapes may be unknown when traced, hence tf.shape
         widest = tf.reduce_max(tf.stack([tf.shape(t) for t in tensors]), axis=0)
         return tf.concat([
             tf.pad(t, tf.stack([tf.zeros_like(widest),
                                 tf.concat([[0], widest[1:] - tf.shape(t)[1:]], 0)], axis=1))
             for t in tensors], axis=0)
 
-    return tf.nest.map_structure(concat, *parts)
+    def concat(name: str):
+        join = padded if pad or name == "tokens" else lambda *t: tf.concat(t, axis=0)
+        return tf.nest.map_structure(join, *(getattr(part, name) for part in parts))
+
+    return type(parts[0])(**{name: concat(name) for name in parts[0]._fields})

@@ -11,9 +11,11 @@ Requests queue with a key (their decode options). Two scheduling policies:
   decode; between steps queued inputs join it (up to `max_batch_size` inputs in
   all, oldest first, any options) and ended inputs leave with their answer, so a
   short request never waits behind a long one. A request cancelled or past its
-  deadline mid-decode leaves at the next step.
+  deadline mid-decode leaves at the next step. Queued inputs are started (encoded)
+  on a start thread while a decode thread steps, all those queued in one call, and
+  join between two steps; the decode thread never waits for the event loop.
 
-The model always runs on a worker thread, so the asyncio loop (health checks,
+The model always runs on worker threads, so the asyncio loop (health checks,
 other RPCs) never blocks on it. A request whose client cancelled or whose
 deadline passed stops counting against the queue at once and is dropped before
 any compute is spent on it.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -41,7 +44,7 @@ from typing import Any
 
 from model.config import option
 from serving import metrics
-from serving.step_decoder import StepDecoder
+from serving.step_decoder import Started, StepDecoder
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +127,17 @@ class Batcher:
         self._input_length = input_length
         self._decoder = decoder if config.scheduling == "step" else None
         self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
-        self._wake = threading.Event()  # step mode: stop stepping, there is news
+        self._wake = threading.Event()  # step mode: the decode thread has news
         self._pending: collections.deque[_Pending] = collections.deque()
         self._arrived = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, f"infer-{model}")
+        # step mode: starts queued inputs while the decode thread steps; one at a time
+        self._starter = concurrent.futures.ThreadPoolExecutor(1, f"start-{model}")
+        self._starting = False
+        # step mode: handed from the event loop to the decode thread
+        self._inbox_lock = threading.Lock()
+        self._inbox_started: list[tuple[list[_Pending], Started]] = []
+        self._inbox_leaving: set[_Pending] = set()
         self._task: asyncio.Task | None = None
         self._closing = False  # no new requests
         self._stopped = False  # the loop ends
@@ -164,7 +174,8 @@ class Batcher:
                 item.future.set_exception(BatcherClosed(f"model {self.model!r} is unloading"))
         self._pending.clear()
         self._decoding.clear()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        for executor in (self._executor, self._starter):
+            await asyncio.to_thread(executor.shutdown, wait=True)
 
     @property
     def queued_inputs(self) -> int:
@@ -202,9 +213,7 @@ class Batcher:
                                           time.monotonic(), start, on_progress))
             futures.append(future)
         metrics.QUEUE_DEPTH.labels(self.model).set(queued + len(inputs))
-        self._arrived.set()
-        if self._room() > 0:  # a full decode has no room for it before an input ends
-            self._wake.set()
+        self._arrived.set()  # the loop starts it in its next turn, with any arriving with it
         return self._results(futures)
 
     async def _results(self, futures: list[asyncio.Future]) -> list[Any]:
@@ -213,7 +222,7 @@ class Batcher:
         except BaseException:
             for future in futures:
                 future.cancel()  # parts not yet run no longer count, and are never run
-            self._wake.set()  # parts decoding leave at the next step
+            self._arrived.set()  # parts decoding leave at the next step
             raise
         return [r for part in results for r in part]
 
@@ -341,52 +350,130 @@ class Batcher:
             offset += len(item.inputs)
 
     async def _step_loop(self) -> None:
-        busy_since = None  # end of the previous cycle, while the decode keeps running
+        """Step scheduling on the event loop: admits queued parts into starts, hands
+        started ones and leaving ones to the decode thread, and answers what it finished.
+        Wakes on news, and every 50 ms while requests wait or decode (deadlines)."""
+        loop = asyncio.get_running_loop()
+        decoding = loop.run_in_executor(self._executor, self._decode_forever, loop)
         while not self._stopped:
-            now = time.monotonic()
-            self._prune(now)
-            leaving = self._leaving(now)
-            if not self._pending and not self._decoding and not leaving:
-                self._arrived.clear()
-                await self._arrived.wait()
+            self._prune(time.monotonic())
+            leaving = self._leaving(time.monotonic())
+            if leaving:
+                self._hand_over(leaving=leaving)
+            self._start()
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(),
+                                       0.05 if self._pending or self._decoding else None)
+        await decoding
+
+    def _hand_over(self, started: tuple[list[_Pending], Started] | None = None,
+                   leaving: set[_Pending] = frozenset()) -> None:
+        """Gives the decode thread inputs to join and to drop; it takes them after its
+        current step."""
+        with self._inbox_lock:
+            if started:
+                self._inbox_started.append(started)
+            self._inbox_leaving |= leaving
+        self._wake.set()
+
+    def _decode_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The decode thread: steps the running decode for as long as it has inputs,
+        joining and dropping those handed over between steps, and posts each step's
+        finished inputs and progress to the event loop without waiting for it."""
+        budget = self.config.max_join_delay_ms / 1000
+        busy_since = None  # while the decode runs: since its last answers
+        while not self._stopped:
+            with self._inbox_lock:
+                started, self._inbox_started = self._inbox_started, []
+                leaving, self._inbox_leaving = self._inbox_leaving, set()
+                self._wake.clear()
+            for _, group in started:
+                self._decoder.join(group)
+            self._decoder.leave(leaving)  # after joining: parts may leave while starting
+            if not self._decoder.rows:
+                busy_since = None
+                self._wake.wait()
                 continue
-            joining = self._take_joining()
-            self._running = True
-            started = time.monotonic()
-            busy_since = started if busy_since is None else busy_since
+            busy_since = busy_since or time.monotonic()
+            # A stream that just joined gets its first chunk after one step, not a budget's.
+            one_step = any(item.on_progress for items, _ in started for item in items)
+            stepped = time.monotonic()
             try:
-                streaming = any(item.on_progress for item in self._decoding)
-                finished, progress = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._cycle, joining, leaving, streaming)
+                finished, progress = self._decoder.step(
+                    0.0 if one_step or self._wake.is_set() else budget)
             except Exception as error:  # the model failed: every decoding request hears it
                 log.exception("decoding step failed on model %s", self.model)
                 self._decoder.reset()
-                for item in self._decoding:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                self._decoding.clear()
+                loop.call_soon_threadsafe(self._fail_decoding, error)
                 continue
-            finally:
-                self._running = False
-                metrics.INFERENCE_SECONDS.labels(self.model).observe(time.monotonic() - started)
-            # Wall time, with the loop's own work between cycles: admission must not
-            # count on more throughput than clients see.
             ended = time.monotonic()
-            self._observe_throughput(len(finished), ended - busy_since)
-            busy_since = ended if self._decoder.rows else None
-            for item, index, partial in progress:
-                if item.on_progress and item in self._decoding:
-                    item.on_progress(item.offset + index, partial)
-            for item, index, result in finished:
-                results = self._decoding.get(item)
-                if results is None:  # left (cancelled) after this cycle began
-                    continue
-                results[index] = result
-                if all(r is not None for r in results):
-                    del self._decoding[item]
-                    self._served.append(ended - item.started)
-                    if not item.future.done():
-                        item.future.set_result(results)
+            metrics.INFERENCE_SECONDS.labels(self.model).observe(ended - stepped)
+            if finished or progress:
+                # Wall time since the last answers: admission must not count on more
+                # throughput than clients see.
+                loop.call_soon_threadsafe(self._answer, finished, progress, ended - busy_since)
+                busy_since = ended
+
+    def _answer(self, finished: list, progress: list, seconds: float) -> None:
+        """On the event loop: delivers a step's progress and finished inputs."""
+        self._observe_throughput(len(finished), seconds)
+        for item, index, partial in progress:
+            if item.on_progress and item in self._decoding:
+                item.on_progress(item.offset + index, partial)
+        now = time.monotonic()
+        for item, index, result in finished:
+            results = self._decoding.get(item)
+            if results is None:  # left (cancelled) meanwhile
+                continue
+            results[index] = result
+            if all(r is not None for r in results):
+                del self._decoding[item]
+                self._served.append(now - item.started)
+                if not item.future.done():
+                    item.future.set_result(results)
+        if finished:
+            self._start()  # room for queued parts
+
+    def _fail_decoding(self, error: Exception) -> None:
+        """On the event loop, after a failed step: every decoding request hears it."""
+        for item in self._decoding:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self._hand_over(leaving=set(self._decoding))  # those still starting never join
+        self._decoding.clear()
+        self._start()
+
+    def _start(self) -> None:
+        """On the event loop: starts the oldest queued parts that fit in the running decode
+        on the start thread, unless a start is running (parts queued meanwhile start
+        together, next)."""
+        if self._starting or self._stopped:
+            return
+        joining = self._take_joining()
+        if not joining:
+            return
+        self._starting = True
+        future = asyncio.get_running_loop().run_in_executor(
+            self._starter, self._decoder.start, [(item, item.inputs) for item in joining])
+        future.add_done_callback(lambda done: self._on_started(joining, done))
+
+    def _on_started(self, joining: list[_Pending], done: asyncio.Future) -> None:
+        self._starting = False
+        if done.cancelled() or done.exception() is not None:
+            # those inputs fail (an image that passed the checks yet broke the encoder);
+            # the running decode goes on
+            error = BatcherClosed("stopped") if done.cancelled() else done.exception()
+            log.error("starting %d inputs failed on model %s", len(joining), self.model,
+                      exc_info=None if done.cancelled() else error)
+            for item in joining:
+                self._decoding.pop(item, None)
+                if not item.future.done():
+                    item.future.set_exception(error)
+        else:  # parts that left while they were starting join only to be dropped
+            self._hand_over((joining, done.result()),
+                            {item for item in joining if item not in self._decoding})
+        self._start()
 
     def _leaving(self, now: float) -> set[_Pending]:
         """Decoding parts whose client cancelled or whose deadline passed."""
@@ -417,25 +504,3 @@ class Batcher:
             metrics.QUEUE_WAIT_SECONDS.labels(self.model).observe(now - item.enqueued)
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
         return joining
-
-    def _cycle(self, joining: list[_Pending], leaving: set[_Pending],
-               streaming: bool) -> tuple[list, list]:
-        """On the worker thread: updates the running decode, then steps it until an input
-        ends, news arrives (new, cancelled or expiring requests), a streaming request has
-        news (at once after a join: one step) or 0.1 s passed. Returns (finished,
-        progress), see `StepDecoder.step`."""
-        self._wake.clear()
-        self._decoder.leave(leaving)
-        self._decoder.join([(item, item.inputs) for item in joining])
-        until = time.monotonic() + 0.1
-        budget = self.config.max_join_delay_ms / 1000
-        # A stream that just joined gets its first chunk after one step, not a budget's.
-        one_step = streaming and bool(joining)
-        while self._decoder.rows:
-            finished, progress = self._decoder.step(
-                0.0 if one_step or self._wake.is_set() else budget)
-            one_step = False
-            if (finished or (streaming and progress) or self._wake.is_set()
-                    or time.monotonic() > until):
-                return finished, progress
-        return [], []

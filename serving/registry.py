@@ -203,7 +203,7 @@ class ModelRegistry:
         if decoder:
             with decoder.unrecorded():
                 for _ in range(2):
-                    decoder.join([("warm-up", rows)])
+                    decoder.join(decoder.start([("warm-up", rows)]))
                     while decoder.rows:
                         decoder.step()
 

@@ -9,14 +9,19 @@ prompts with their per-input options). Hypothesis tensors of different beam widt
 cannot share a batch, so there is one running decode per value of `begin`'s scalar
 inputs (the beam width); every other option is per input. An RNN decoder's state is a
 fixed-size tensor per hypothesis, so joining is a concatenation and leaving a gather;
-both happen in one compiled call just before the next step. Not thread-safe: the
-batcher's worker thread is its only caller.
+both happen in the same compiled call as the next step.
+
+Starting inputs (`start`: `begin`, which runs the encoder: a CNN over images, a
+bidirectional RNN over texts) touches no running decode, so the batcher runs it on a
+start thread while its decode thread steps: TensorFlow runs both calls at once, and
+the inputs that arrive meanwhile start together in the next call. Everything else is
+for the decode thread alone.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -67,6 +72,14 @@ class _Decode:
         return sum(row is not None for row in self.rows) + len(self.joining_rows)
 
 
+@dataclass
+class Started:
+    """Inputs whose search `begin` started, per value of the shared inputs: ready to
+    join the running decode of that value."""
+
+    groups: dict[tuple, tuple[Beams, list[_Row]]]
+
+
 def _traced_once(function):
     """The one concrete function of a restored tf.function. Calling it directly matters:
     the restored function would trace a new wrapper for every new input shape (every
@@ -75,8 +88,27 @@ def _traced_once(function):
     return concrete
 
 
-def _regroup(beams: Beams, keep: tf.Tensor, joining: Beams) -> Beams:
-    return concat_rows([select_rows(beams, keep), joining])
+def _regroup_and_advance(advance, pad: bool):
+    """`advance` after keeping rows `keep` of a running search and appending the joining
+    rows: one call to TensorFlow per step instead of two (each call costs about a
+    millisecond of Python for the search state's tensors)."""
+    def run(beams: Beams, keep: tf.Tensor, joining: Beams, steps: tf.Tensor):
+        return advance(concat_rows([select_rows(beams, keep), joining], pad), steps)
+    return run
+
+
+def _concat(pad: bool) -> Callable[[Beams, Beams], Beams]:
+    def concat(first: Beams, second: Beams) -> Beams:
+        return concat_rows([first, second], pad)
+    return concat
+
+
+def _aligned(parts: Sequence[Beams]) -> bool:
+    """Whether the parts' tensors (token buffers aside) agree in every dimension but
+    the first, as an image captioner's always do: `concat_rows` need not pad them."""
+    flat = [tf.nest.flatten(part._replace(tokens=())) for part in parts]
+    return all(len({tuple(t.shape[1:]) for t in tensors}) == 1
+               for tensors in zip(*flat, strict=True))
 
 
 class StepDecoder:
@@ -100,7 +132,12 @@ class StepDecoder:
         spec = self._advance.structured_input_signature[0][0]
         rows = tf.TensorSpec([None], tf.int32)
         self._select = tf.function(select_rows).get_concrete_function(spec, rows)
-        self._regroup = tf.function(_regroup).get_concrete_function(spec, rows, spec)
+        steps = tf.TensorSpec([], tf.int32)
+        self._regroup_and_advance = {
+            pad: tf.function(_regroup_and_advance(self._advance, pad)).get_concrete_function(
+                spec, rows, spec, steps) for pad in (True, False)}
+        self._concat = {pad: tf.function(_concat(pad)).get_concrete_function(spec, spec)
+                        for pad in (True, False)}
         self._decodes: dict[tuple, _Decode] = {}
         self._seconds_per_step: dict[tuple, float] = {}  # per decode, moving average
 
@@ -118,23 +155,31 @@ class StepDecoder:
         """Inputs decoding or about to."""
         return sum(d.live for d in self._decodes.values())
 
-    def join(self, entries: Sequence[tuple[Hashable, Sequence[Row]]]) -> None:
-        """Starts new inputs (each row holding every input of `begin`); they join the
-        running decode of their beam width and take their first step at the next `step`."""
+    def start(self, entries: Sequence[tuple[Hashable, Sequence[Row]]]) -> Started:
+        """Runs `begin` on new inputs (each row holding every input of `begin`), one call
+        per beam width. Safe on any thread: it reads no running decode."""
         groups: dict[tuple, list[tuple[Hashable, int, Row]]] = {}
         for ticket, rows in entries:
             for index, row in enumerate(rows):
                 shared = tuple(row[name] for name in self._shared)
                 groups.setdefault(shared, []).append((ticket, index, row))
+        started = {}
         for shared, inputs in groups.items():
             beams, source_tokens = self._begin(
                 **self._contract.arguments([row for *_, row in inputs]))
-            decode = self._decodes.setdefault(shared, _Decode())
-            decode.joining = beams if decode.joining is None else concat_rows(
-                [decode.joining, beams])
-            decode.joining_rows += [
+            started[shared] = (beams, [
                 _Row(ticket, index, n) for (ticket, index, _), n
-                in zip(inputs, source_tokens.numpy().tolist(), strict=True)]
+                in zip(inputs, source_tokens.numpy().tolist(), strict=True)])
+        return Started(started)
+
+    def join(self, started: Started) -> None:
+        """Started inputs join the running decode of their beam width and take their
+        first step at the next `step`."""
+        for shared, (beams, rows) in started.groups.items():
+            decode = self._decodes.setdefault(shared, _Decode())
+            decode.joining = beams if decode.joining is None else self._concat[
+                not _aligned([decode.joining, beams])](decode.joining, beams)
+            decode.joining_rows += rows
 
     def leave(self, tickets: set[Hashable]) -> None:
         """Drops the inputs of `tickets` (cancelled, or past their deadline)."""
@@ -155,8 +200,13 @@ class StepDecoder:
         finished: list[Finished] = []
         progress: list[Progress] = []
         for shared, decode in list(self._decodes.items()):
-            if not self._regrouped(shared, decode):
+            keep = [i for i, row in enumerate(decode.rows) if row is not None]
+            if not keep and not decode.joining_rows:
+                del self._decodes[shared]
                 continue
+            joining, beams = decode.joining, decode.beams
+            decode.rows = [decode.rows[i] for i in keep] + decode.joining_rows
+            decode.joining, decode.joining_rows = None, []
             source = [row.source_tokens for row in decode.rows]
             if self.model:
                 metrics.BATCH_SIZE.labels(self.model).observe(len(source))
@@ -164,7 +214,8 @@ class StepDecoder:
             pace = self._seconds_per_step.get(shared)
             steps = max(1, min(MAX_STEPS_PER_CALL, int(max_seconds / pace))) if pace else 1
             started = time.perf_counter()
-            decode.beams, out = self._advance(decode.beams, tf.constant(steps, tf.int32))
+            decode.beams, out = self._advance_regrouped(beams, keep, joining,
+                                                        tf.constant(steps, tf.int32))
             seconds = (time.perf_counter() - started) / max(int(out[STEPS]), 1)
             self._seconds_per_step[shared] = (seconds if pace is None
                                               else 0.7 * pace + 0.3 * seconds)
@@ -187,19 +238,15 @@ class StepDecoder:
         """Forgets every running input (after a failed step)."""
         self._decodes.clear()
 
-    def _regrouped(self, shared: tuple, decode: _Decode) -> bool:
-        """Drops ended and departed rows and adds joining ones; False if none is left."""
-        keep = [i for i, row in enumerate(decode.rows) if row is not None]
-        if not keep and not decode.joining_rows:
-            del self._decodes[shared]
-            return False
+    def _advance_regrouped(self, beams: Beams | None, keep: list[int], joining: Beams | None,
+                           steps: tf.Tensor) -> tuple[Beams, dict]:
+        """Advances rows `keep` of `beams` and the `joining` rows, in that order."""
+        if beams is None:
+            return self._advance(joining, steps)
         keep_ids = tf.constant(keep, tf.int32)
-        if decode.beams is None:
-            decode.beams = decode.joining
-        elif decode.joining is not None:
-            decode.beams = self._regroup(decode.beams, keep_ids, decode.joining)
-        elif len(keep) < len(decode.rows):
-            decode.beams = self._select(decode.beams, keep_ids)
-        decode.rows = [decode.rows[i] for i in keep] + decode.joining_rows
-        decode.joining, decode.joining_rows = None, []
-        return True
+        if joining is not None:
+            return self._regroup_and_advance[not _aligned([beams, joining])](
+                beams, keep_ids, joining, steps)
+        if len(keep) < beams.log_probs.shape[0]:
+            beams = self._select(beams, keep_ids)
+        return self._advance(beams, steps)

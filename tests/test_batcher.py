@@ -202,10 +202,13 @@ class Stepper:
     def rows(self) -> int:
         return len(self.running)
 
-    def join(self, entries):
-        for ticket, texts in entries:
-            for index, text in enumerate(texts):
-                self.running[(ticket, index)] = [int(text[1:]), text]
+    def start(self, entries):
+        return [(ticket, index, text) for ticket, texts in entries
+                for index, text in enumerate(texts)]
+
+    def join(self, started):
+        for ticket, index, text in started:
+            self.running[(ticket, index)] = [int(text[1:]), text]
 
     def leave(self, tickets):
         self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
@@ -264,7 +267,8 @@ def test_step_scheduling_keeps_to_max_batch_size_and_first_come_first_served():
     decoder, results = run(main())
     assert results == [["x4 done"], ["x2 done"], ["x3 done"]]
     assert max(len(rows) for rows in decoder.steps) == 2
-    assert decoder.steps[0] == ["x2", "x4"] and decoder.steps[2] == ["x3", "x4"]
+    assert decoder.steps[0] == ["x2", "x4"], "requests that arrived together start together"
+    assert ["x3", "x4"] in decoder.steps, "the third joined when the shortest left"
 
 
 def test_a_cancelled_or_expired_request_leaves_the_running_decode():
@@ -304,6 +308,35 @@ def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on():
         return after
 
     assert run(main()) == ["x2 done"]
+
+
+def test_inputs_start_while_the_decode_steps_and_a_failed_start_fails_only_its_own():
+    """Starting (the encoder) runs beside the running decode: a long input keeps
+    stepping while others start, and an input the encoder cannot take fails alone."""
+    class SlowStart(Stepper):
+        def start(self, entries):
+            if any("x666" in texts for _, texts in entries):
+                raise ValueError("encoder exploded")
+            time.sleep(0.05)  # 25 steps of the running decode
+            return super().start(entries)
+
+    async def main():
+        decoder = SlowStart()
+        batcher = await stepping(decoder)
+        long = asyncio.ensure_future(batcher.submit("k", ["x200"]))
+        await asyncio.sleep(0.1)
+        steps_before = len(decoder.steps)
+        short = await batcher.submit("k", ["x3"])
+        steps_while_starting = len(decoder.steps) - steps_before
+        with pytest.raises(ValueError, match="encoder exploded"):
+            await batcher.submit("k", ["x666"])
+        result = await long
+        await batcher.close()
+        return short, result, steps_while_starting
+
+    short, result, steps_while_starting = run(main())
+    assert short == ["x3 done"] and result == ["x200 done"]
+    assert steps_while_starting >= 10, "the decode paused while an input started"
 
 
 def test_request_batches_group_inputs_of_similar_length():
