@@ -258,6 +258,12 @@ class Tagger(GradientNormModel):
             raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
         self.crf = CRF(num_tags, name="crf") if config.output == "crf" else None
 
+    def build(self, input_shape: dict) -> None:
+        """Creates every sublayer's weights by tagging one padding token (Keras builds a
+        subclassed model this way before it trains; unbuilt, it warns)."""
+        self.call({name: tf.zeros([dim or 1 for dim in shape], tf.int32)
+                   for name, shape in input_shape.items()})
+
     def call(self, inputs, training=False):
         words = self.word_dropout(inputs["words"], training=training)
         mask = inputs["words"] != PAD_ID
