@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64],
                         help="concurrent gRPC clients (default: %(default)s)")
     parser.add_argument("--requests-per-client", type=int, default=8,
-                        help="closed-loop requests per client, at least 128 per level "
+                        help="closed-loop requests per client (default: %(default)s)")
+    parser.add_argument("--min-requests", type=int, default=512,
+                        help="closed-loop requests per level at least: fewer last a second "
+                             "or two at 16 clients, too short for a steady figure "
                              "(default: %(default)s)")
     parser.add_argument("--max-batch-size", type=int, default=64,
                         help="the server's --max-batch-size (default: %(default)s)")
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         results["server"] = against_in_process(
             args.concurrency,
             lambda clients: closed_loop(server.target, args.model, images, clients,
-                                        max(128, clients * args.requests_per_client),
+                                        max(args.min_requests, clients * args.requests_per_client),
                                         args.beam_width, max_length),
             lambda clients: offline(signature, images, min(clients, args.max_batch_size),
                                     args.beam_width, max_length)["images_per_second"],
