@@ -21,7 +21,7 @@ for the decode thread alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -97,10 +97,8 @@ def _regroup_and_advance(advance, pad: bool):
     return run
 
 
-def _concat(pad: bool) -> Callable[[Beams, Beams], Beams]:
-    def concat(first: Beams, second: Beams) -> Beams:
-        return concat_rows([first, second], pad)
-    return concat
+def _concat(first: Beams, second: Beams) -> Beams:
+    return concat_rows([first, second])
 
 
 def _aligned(parts: Sequence[Beams]) -> bool:
@@ -136,8 +134,8 @@ class StepDecoder:
         self._regroup_and_advance = {
             pad: tf.function(_regroup_and_advance(self._advance, pad)).get_concrete_function(
                 spec, rows, spec, steps) for pad in (True, False)}
-        self._concat = {pad: tf.function(_concat(pad)).get_concrete_function(spec, spec)
-                        for pad in (True, False)}
+        # rare: a second started group waiting beside the first; padded, whatever shapes
+        self._concat = tf.function(_concat).get_concrete_function(spec, spec)
         self._decodes: dict[tuple, _Decode] = {}
         self._seconds_per_step: dict[tuple, float] = {}  # per decode, moving average
 
@@ -177,8 +175,8 @@ class StepDecoder:
         first step at the next `step`."""
         for shared, (beams, rows) in started.groups.items():
             decode = self._decodes.setdefault(shared, _Decode())
-            decode.joining = beams if decode.joining is None else self._concat[
-                not _aligned([decode.joining, beams])](decode.joining, beams)
+            decode.joining = (beams if decode.joining is None
+                              else self._concat(decode.joining, beams))
             decode.joining_rows += rows
 
     def leave(self, tickets: set[Hashable]) -> None:
