@@ -1,16 +1,27 @@
-"""Offline decoding throughput of a translation export, called in-process.
+"""Offline decoding throughput of a translation export, called in-process, and the
+share of this machine's matrix-product speed it uses.
 
     python -m benchmarks.decode exports/translate-en-fr/1 --batch-sizes 1 64
 
 Translates real held-out sentences (the Bible test books, or --source-file) in
 batches through the SavedModel's `translate` signature, after one warm-up batch,
-and prints sentences/s and target tokens/s (tokens of the best hypothesis, EOS
-excluded, as CTranslate2's tables count them) per batch size; --output writes JSON.
+and prints per batch size: sentences/s, target tokens/s (tokens of the best
+hypothesis, EOS excluded, as CTranslate2's tables count them), the decoder steps
+run, and the effective GFLOP/s of the decode's matrix products. Those are counted
+from the model's shapes (the export's `recur.json`) and the work actually run: the
+encoder over every padded source position, and at every step of the in-graph loop
+the cell, attention and output projection for every hypothesis (the loop steps
+all rows of a batch until its last one ends). Beside it, a matmul peak measured in
+the same run: one TensorFlow [rows x units] x [units x vocab] product, the decode's
+largest. `--max-length 40 --max-length-ratio 0` caps every output at 40 tokens, so
+runs of different code on one export compare the same work (an export trained
+briefly, or not at all, seldom ends before its cap). --output writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.startup import import_tensorflow
@@ -26,42 +38,129 @@ import_tensorflow()  # before anything else imports it: quietly
 
 import tensorflow as tf  # noqa: E402
 
-from model.contract import MAX_LENGTH, MAX_LENGTH_RATIO, TEXTS, TRANSLATE, Meta  # noqa: E402
+from model.contract import (  # noqa: E402
+    DECODE_STEPS,
+    MAX_LENGTH,
+    MAX_LENGTH_RATIO,
+    SOURCE_TOKENS,
+    TEXTS,
+    TRANSLATE,
+    Meta,
+)
 from model.export import read_metadata  # noqa: E402
 from training.corpora import load_bible_pairs  # noqa: E402
 
-
-def translate(signature, sources: list[str], options: Mapping) -> list[int]:
-    """Translates a batch exactly as the server does; returns each best output's length."""
-    out = TRANSLATE.signature.call(signature, [{**options, TEXTS.name: s} for s in sources])
-    return out["num_tokens"][:, 0].tolist()
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per recurrent cell
+PEAK_ROWS = 256  # hypotheses of the peak's product: batch 64 at beam 4
 
 
-def measure(signature, sources: list[str], batch_size: int, options: Mapping) -> dict:
-    """Decodes `sources` in batches of `batch_size`; one untimed warm-up batch first."""
+@dataclass(frozen=True)
+class TranslatorShape:
+    """The translator's matrix products (`model/seq2seq.py`), counted from its
+    hyperparameters; a multiply-add counts as two operations."""
+
+    vocab: int
+    embedding: int
+    units: int  # decoder; each encoder direction has half
+    encoder_layers: int
+    gates: int
+
+    @classmethod
+    def of(cls, metadata: Mapping) -> TranslatorShape | None:
+        """From `recur.json` as `training.run` writes it; None for an export without its
+        training config (written by other code)."""
+        config = metadata.get("config", {})
+        try:
+            return cls(int(metadata["vocab_size"]), int(config["embedding_dim"]),
+                       int(config["units"]), int(config["encoder_layers"]),
+                       GATES[config["cell"]])
+        except KeyError:
+            return None
+
+    def encoder_flops(self, positions: int) -> int:
+        """Every bidirectional layer and the attention keys over `positions` source
+        positions (batch x padded source time)."""
+        half, inputs, per_position = self.units // 2, self.embedding, 0
+        for _ in range(self.encoder_layers):
+            per_position += 2 * 2 * (inputs + half) * self.gates * half  # both directions
+            inputs = self.units
+        per_position += 2 * self.units * self.units  # attention keys
+        return per_position * positions
+
+    def step_flops(self, source_time: int) -> int:
+        """One decoder step of one hypothesis attending over `source_time` positions: the
+        cell, attention scores and context, the attention's output layer, the projection
+        to the vocabulary."""
+        u = self.units
+        return 2 * ((self.embedding + u) * self.gates * u + 2 * source_time * u + 2 * u * u
+                    + u * self.vocab)
+
+
+def translate(signature, sources: list[str], options: Mapping) -> dict:
+    """Translates a batch exactly as the server does; returns the signature's outputs."""
+    return TRANSLATE.signature.call(signature, [{**options, TEXTS.name: s} for s in sources])
+
+
+def batch_flops(shape: TranslatorShape, out: Mapping, beam_width: int) -> int:
+    """The matrix-product operations of one `translate` call, from its outputs."""
+    batch, source_time = len(out[SOURCE_TOKENS]), int(max(out[SOURCE_TOKENS]))
+    return (shape.encoder_flops(batch * source_time)
+            + int(out[DECODE_STEPS]) * batch * beam_width * shape.step_flops(source_time))
+
+
+def matmul_peak(rows: int, units: int, vocab: int, seconds: float = 2.0) -> float:
+    """GFLOP/s of the best of repeated [rows x units] x [units x vocab] float32 products."""
+    a, b = tf.random.normal([rows, units]), tf.random.normal([units, vocab])
+    product = tf.function(lambda: tf.matmul(a, b)[:1, :1])  # one value back
+    for _ in range(3):
+        product()
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * rows * units * vocab / best / 1e9
+
+
+def measure(signature, sources: list[str], batch_size: int, options: Mapping,
+            shape: TranslatorShape | None = None) -> dict:
+    """Decodes `sources` in batches of `batch_size`; one untimed warm-up batch first.
+    With the model's `shape`, also its effective GFLOP/s."""
     translate(signature, sources[:batch_size], options)
-    latencies, tokens = [], 0
+    latencies, tokens, flops, steps = [], 0, 0, 0
     started = time.perf_counter()
     for start in range(0, len(sources), batch_size):
         batch_started = time.perf_counter()
-        tokens += sum(translate(signature, sources[start:start + batch_size], options))
+        out = translate(signature, sources[start:start + batch_size], options)
         latencies.append(time.perf_counter() - batch_started)
+        tokens += int(out["num_tokens"][:, 0].sum())
+        steps += int(out[DECODE_STEPS])
+        if shape is not None:
+            flops += batch_flops(shape, out, options["beam_width"])
     seconds = time.perf_counter() - started
-    return {
+    result = {
         "batch_size": batch_size,
         "sentences": len(sources),
         "seconds": round(seconds, 3),
         "sentences_per_second": round(len(sources) / seconds, 2),
         "target_tokens_per_second": round(tokens / seconds, 1),
         "batch_latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "decoder_steps_per_batch": round(steps / len(latencies), 1),
+        "ms_per_step": round(seconds / steps * 1000, 2),
     }
+    if shape is not None:
+        result["effective_gflops"] = round(flops / seconds / 1e9, 2)
+    return result
 
 
-def decode_options(metadata: Mapping, beam_width: int, length_penalty: float) -> dict:
-    """The options a server gives a request that sets only these two."""
+def decode_options(metadata: Mapping, beam_width: int, length_penalty: float,
+                   max_length: int = 0, max_length_ratio: float = -1.0) -> dict:
+    """The options a server gives a request that sets these (0 and -1: the export's
+    defaults)."""
     return {"beam_width": beam_width, "num_hypotheses": 1, "length_penalty": length_penalty,
-            MAX_LENGTH.name: int(metadata.get(MAX_LENGTH.name, 512)),
-            MAX_LENGTH_RATIO.name: float(metadata.get(MAX_LENGTH_RATIO.name, 2.0))}
+            MAX_LENGTH.name: max_length or int(metadata.get(MAX_LENGTH.name, 512)),
+            MAX_LENGTH_RATIO.name: (max_length_ratio if max_length_ratio >= 0
+                                    else float(metadata.get(MAX_LENGTH_RATIO.name, 2.0)))}
 
 
 def load_signature(export: str):
@@ -92,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
     parser.add_argument("--length-penalty", type=float, default=0.6,
                         help="(default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=0,
+                        help="output tokens allowed per sentence (default: 0, the export's "
+                             "own limit)")
+    parser.add_argument("--max-length-ratio", type=float, default=-1.0,
+                        help="outputs end by ratio x source tokens + 10; 0 = no relative "
+                             "limit (default: -1, the export's own ratio)")
     parser.add_argument("--source-file", default="",
                         help="one source sentence per line (default: the export's source "
                              "language from the Bible test books)")
@@ -102,19 +207,39 @@ def main(argv: list[str] | None = None) -> int:
     signature, metadata = load_signature(args.export)
     sources = load_sources(args.source_file, metadata.get("source_language", "en"),
                            args.sentences)
-    options = decode_options(metadata, args.beam_width, args.length_penalty)
+    options = decode_options(metadata, args.beam_width, args.length_penalty, args.max_length,
+                             args.max_length_ratio)
+    shape = TranslatorShape.of(metadata)
     print(f"{args.export}: {len(sources)} sentences, beam {args.beam_width}, "
-          f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
+          f"max length {options[MAX_LENGTH.name]} (ratio {options[MAX_LENGTH_RATIO.name]}), "
+          f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}\n"
+          f"model: {shape or 'no training config in recur.json: GFLOP/s not counted'}")
+    peaks = []
+    if shape is not None:
+        peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
+        print(f"matmul peak [{PEAK_ROWS} x {shape.units}] x [{shape.units} x {shape.vocab}]: "
+              f"{peaks[0]:.1f} GFLOP/s")
     results = []
     for batch_size in args.batch_sizes:
-        result = measure(signature, sources, batch_size, options)
+        result = measure(signature, sources, batch_size, options, shape)
         results.append(result)
-        print(f"batch {batch_size:>3}: {result['sentences_per_second']:8.2f} sentences/s "
-              f"{result['target_tokens_per_second']:9.1f} target tokens/s "
-              f"(p50 batch latency {result['batch_latency_p50_ms']} ms)")
+        line = (f"batch {batch_size:>3}: {result['sentences_per_second']:8.2f} sentences/s "
+                f"{result['target_tokens_per_second']:9.1f} target tokens/s, "
+                f"{result['decoder_steps_per_batch']:.1f} steps per batch at "
+                f"{result['ms_per_step']} ms")
+        if peaks:
+            result["share_of_peak"] = round(result["effective_gflops"] / peaks[0], 3)
+            line += (f", {result['effective_gflops']:.1f} GFLOP/s "
+                     f"({result['share_of_peak']:.0%} of peak)")
+        print(f"{line} (p50 batch latency {result['batch_latency_p50_ms']} ms)")
+    if shape is not None:
+        peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
+        print(f"matmul peak again: {peaks[1]:.1f} GFLOP/s")
     if args.output:
         Path(args.output).write_text(json.dumps(
-            {"export": args.export, "beam_width": args.beam_width, "results": results},
+            {"export": args.export, "beam_width": args.beam_width, "options": options,
+             "model": shape and dataclasses.asdict(shape),
+             "matmul_peak_gflops": [round(peak, 1) for peak in peaks], "results": results},
             indent=2) + "\n")
     return 0
 

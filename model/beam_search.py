@@ -160,21 +160,18 @@ class BeamSearch:
                                          beams.step)
         vocab = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, beam, vocab])
-
-        is_eos = tf.equal(tf.range(vocab), self.eos_id)  # [vocab]
-        # Frozen: a finished hypothesis only continues with EOS, at no cost.
-        log_probs = tf.where(beams.finished[..., None], tf.where(is_eos, 0.0, NEG_INF), log_probs)
-        # At its length limit an input's hypotheses must end now.
-        at_limit = (beams.step >= beams.max_length)[:, None, None]  # [batch, 1, 1]
-        log_probs = tf.where(tf.logical_and(at_limit, tf.logical_not(is_eos)), NEG_INF, log_probs)
-
-        totals = beams.log_probs[..., None] + log_probs  # [batch, beam, vocab]
         step = beams.step[:, None]  # [batch, 1]
         scored = tf.where(beams.finished, beams.lengths + 1, step + 1)  # tokens scored
-        ranking = totals / length_penalty(scored, beams.alpha[:, None])[..., None]
-        ranking = perturb(ranking, log_probs, beams.log_probs, beams.sampling, beams.step)
-        _, flat_ids = tf.math.top_k(tf.reshape(ranking, [batch, -1]), k=beam)  # [batch, beam]
-        origin, token = flat_ids // vocab, flat_ids % vocab
+        penalty = length_penalty(scored, beams.alpha[:, None])[..., None]  # [batch, beam, 1]
+        candidates = tf.cond(tf.reduce_any(beams.sampling.temperature > 0),
+                             lambda: self._sampled_candidates(log_probs, penalty, beams),
+                             lambda: self._best_candidates(log_probs, penalty, beams))
+        ids, candidate_log_probs, ranking = candidates  # each [batch, beam, k]
+        k = tf.shape(ids)[2]
+        _, chosen = tf.math.top_k(tf.reshape(ranking, [batch, -1]), k=beam)  # [batch, beam]
+        origin = chosen // k
+        token = tf.gather(tf.reshape(ids, [batch, -1]), chosen, batch_dims=1)
+        totals = beams.log_probs[..., None] + candidate_log_probs  # [batch, beam, k]
 
         was_finished = tf.gather(beams.finished, origin, batch_dims=1)
         token = tf.where(was_finished, 0, token)
@@ -191,11 +188,54 @@ class BeamSearch:
             step=beams.step + 1,
             last_tokens=tf.reshape(token, [-1]),
             tokens=tokens,
-            log_probs=tf.gather(tf.reshape(totals, [batch, -1]), flat_ids, batch_dims=1),
+            log_probs=tf.gather(tf.reshape(totals, [batch, -1]), chosen, batch_dims=1),
             lengths=lengths,
             finished=ended,
             model_state=tf.nest.map_structure(lambda s: tf.gather(s, flat_origin), model_state),
         )
+
+    # An input's continuations are ranked by one score per (hypothesis, token), so its
+    # `beam` best are among the `beam` best of each of its hypotheses: each hypothesis
+    # nominates those k candidates ([batch, beam, k] ids, their log-probabilities and
+    # ranking scores), and only beam * k per input are ranked together, not the whole
+    # vocabulary beam times over. Ties (equal scores after rounding) keep the order of a
+    # full ranking (by hypothesis, then by token id), so the choice is exactly its.
+
+    def _best_candidates(self, log_probs: tf.Tensor, penalty: tf.Tensor, beams: Beams
+                         ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """By score: each hypothesis' k best-scoring tokens; one that has finished (or
+        whose input is at its length limit) nominates only EOS (at no cost if finished)."""
+        k = tf.minimum(tf.shape(beams.log_probs)[1], tf.shape(log_probs)[2])
+        _, ids = tf.math.top_k((beams.log_probs[..., None] + log_probs) / penalty, k=k)
+        best = tf.gather(log_probs, ids, batch_dims=2)  # [batch, beam, k]
+        at_limit = (beams.step >= beams.max_length)[:, None]  # [batch, 1]
+        only_eos = tf.logical_or(beams.finished, at_limit)[..., None]  # [batch, beam, 1]
+        # EOS first, then impossible continuations in token order, as the full ranking
+        # would list them (they are only ever chosen when an input has too few others).
+        place = tf.range(k) - 1  # [k]
+        forced_ids = tf.where(place < 0, self.eos_id,
+                              place + tf.cast(place >= self.eos_id, tf.int32))
+        eos = tf.where(beams.finished, 0.0, log_probs[:, :, self.eos_id])[..., None]
+        ids = tf.where(only_eos, forced_ids, ids)
+        best = tf.where(only_eos, tf.where(place < 0, eos, NEG_INF), best)
+        return ids, best, (beams.log_probs[..., None] + best) / penalty
+
+    def _sampled_candidates(self, log_probs: tf.Tensor, penalty: tf.Tensor, beams: Beams
+                            ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Some inputs sample: their ranking is random over the whole vocabulary, so every
+        hypothesis is constrained and ranked in full before it nominates its k best."""
+        vocab = tf.shape(log_probs)[2]
+        is_eos = tf.equal(tf.range(vocab), self.eos_id)  # [vocab]
+        # Frozen: a finished hypothesis only continues with EOS, at no cost.
+        log_probs = tf.where(beams.finished[..., None], tf.where(is_eos, 0.0, NEG_INF), log_probs)
+        # At its length limit an input's hypotheses must end now.
+        at_limit = (beams.step >= beams.max_length)[:, None, None]  # [batch, 1, 1]
+        log_probs = tf.where(tf.logical_and(at_limit, tf.logical_not(is_eos)), NEG_INF, log_probs)
+        ranking = (beams.log_probs[..., None] + log_probs) / penalty
+        ranking = perturb(ranking, log_probs, beams.log_probs, beams.sampling, beams.step)
+        k = tf.minimum(tf.shape(beams.log_probs)[1], vocab)
+        ranking, ids = tf.math.top_k(ranking, k=k)
+        return ids, tf.gather(log_probs, ids, batch_dims=2), ranking
 
     def finalize(self, beams: Beams, num_hypotheses: tf.Tensor) -> BeamSearchResult:
         """Ranks the hypotheses by length-penalised score and keeps the best `num_hypotheses`."""

@@ -24,10 +24,11 @@ from model.tokenizer import BOS_ID, PAD_ID
 
 
 class DecodeContext(NamedTuple):
-    """What each decoding step reads from the input: fixed for the whole search."""
+    """What each decoding step reads from the input: fixed for the whole search, and laid
+    out for the step's products (`LuongAttention.step`)."""
 
-    memory: tf.Tensor  # [batch, src_time, features] encoder outputs
-    keys: tf.Tensor  # [batch, src_time, units] attention keys
+    memory_t: tf.Tensor  # [batch, features, src_time] encoder outputs
+    keys_t: tf.Tensor  # [batch, units, src_time] attention keys
     mask: tf.Tensor  # [batch, src_time] bool, True on real positions
 
 
@@ -84,9 +85,10 @@ class RecurrentDecoder(GradientNormModel):
         """The beam search's view of this model: a batch of inputs -> (initial decoder
         state, each [batch, units]; attention context)."""
         encoded = self.encode(source)
-        keys = (encoded.memory if self.attention is None
-                else self.attention.keys(encoded.memory))
-        return encoded.state, DecodeContext(encoded.memory, keys, encoded.mask)
+        memory_t = tf.transpose(encoded.memory, [0, 2, 1])
+        keys_t = (memory_t if self.attention is None
+                  else tf.transpose(self.attention.keys(encoded.memory), [0, 2, 1]))
+        return encoded.state, DecodeContext(memory_t, keys_t, encoded.mask)
 
     def decode_step(self, tokens: tf.Tensor, state: list[tf.Tensor], context: DecodeContext,
                     steps: tf.Tensor | None = None) -> tuple[tf.Tensor, list[tf.Tensor]]:
@@ -100,6 +102,7 @@ class RecurrentDecoder(GradientNormModel):
             # An input's hypotheses attend as its queries: [batch, beam, units].
             batch = tf.shape(context.mask)[0]
             queries = tf.reshape(hidden, [batch, -1, self.units])
-            attended = self.attention(queries, context.memory, context.keys, context.mask)
+            attended = self.attention.step(queries, context.memory_t, context.keys_t,
+                                           context.mask)
             hidden = tf.reshape(attended, [-1, self.units])
         return tf.nn.log_softmax(self._logits(hidden)), list(state)

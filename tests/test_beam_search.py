@@ -197,6 +197,18 @@ def test_batching_and_padding_never_change_an_answer(decoder):
             assert l1 == pytest.approx(l2, abs=1e-4) and s1 == pytest.approx(s2, abs=1e-4)
 
 
+def test_ranking_each_hypothesis_best_tokens_finds_what_ranking_all_tokens_finds(decoder):
+    """By score, each hypothesis nominates only its 3 best tokens; beside a sampled input
+    the batch ranks every token of every hypothesis. The beam-searched inputs must get
+    the same n-best either way (limits 1 to 5 exercise the EOS-only ends)."""
+    for limit in range(1, 6):
+        alone = search(decoder, [0, 1], 3, 3, 0.6, [limit, 5])
+        beside = search(decoder, [0, 1, 2], 3, 3, 0.6, [limit, 5, 5],
+                        sampled=([0.0, 0.0, 1.5], 0, 1.0, [0, 0, 7]))
+        for row in range(2):  # (a batch's size may move the model's floats by an ulp)
+            assert_same_hypotheses(hypotheses(beside, row), hypotheses(alone, row))
+
+
 @pytest.mark.parametrize(("beam", "steps"), [(1, 1), (4, 2)])
 def test_finished_hypotheses_stop_the_loop_early(beam, steps):
     """A model that (almost) always ends at once costs one step per live hypothesis
