@@ -116,3 +116,38 @@ def test_gpu_oriented_flags_train_and_export_on_cpu(tmp_path, toy_corpus, flag):
         max_length_ratio=tf.constant(2.0))
     assert out["scores"].dtype == tf.float32 and bool(tf.reduce_all(tf.math.is_finite(
         out["scores"])))
+
+
+@pytest.mark.slow
+def test_the_history_counts_the_target_tokens_each_epoch_trained_on(tmp_path, toy_corpus):
+    import csv
+
+    import numpy as np
+
+    from training.driver import train
+
+    config = TranslateConfig(
+        train_file=str(toy_corpus), model_name="tokens", vocab_size=40, embedding_dim=8,
+        units=16, max_source_tokens=16, max_target_tokens=20, batch_size=64, epochs=2,
+        max_eval_examples=4, export_base=str(tmp_path / "exports"),
+        run_dir=str(tmp_path / "runs"))
+    train(TASK, config)
+    with open(tmp_path / "runs" / "tokens" / "history.csv") as file:
+        rows = list(csv.DictReader(file))
+    # The same pipeline, seed and run directory give the same first pass again.
+    data = TASK.prepare(config, tmp_path / "runs" / "tokens")
+    targets = sum(int(np.count_nonzero(target)) for _, target in
+                  data.train.dataset.take(data.train.steps).as_numpy_iterator())
+    assert float(rows[0]["tokens"]) == targets, "target subwords, padding excluded"
+    assert all(float(row["tokens_per_second"]) > 0 for row in rows)
+
+
+def test_weighted_positions_count_as_tokens_whatever_their_target_id():
+    from training.progress import TokenCount
+
+    count = TokenCount()  # a tagger's tag id 0 is a real tag; its weights mark padding
+    count.update_state(keras.ops.convert_to_tensor([[0, 3, 0], [2, 0, 0]]), None,
+                       keras.ops.convert_to_tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]))
+    assert float(count.result()) == 4
+    count.update_state(keras.ops.convert_to_tensor([[5, 0]]), None)  # unweighted: 0 pads
+    assert float(count.result()) == 5

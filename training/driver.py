@@ -29,7 +29,7 @@ from model.export import directory_size, staged_export
 from training.annealing import CosineAnnealing
 from training.config import TrainingConfig
 from training.pipeline import Batches
-from training.progress import ProgressLog, TrainingClock
+from training.progress import ProgressLog, TokenCount, TrainingClock
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _train(task: TrainingTask, config: TrainingConfig,
     model = task.build_model(config, data)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss=task.loss(config), weighted_metrics=task.metrics(config),
+        loss=task.loss(config), weighted_metrics=[*task.metrics(config), TokenCount()],
         jit_compile=config.jit_compile)
     for inputs, *_ in data.train.dataset.take(1):
         model(inputs)  # build the weights, so BackupAndRestore can restore into them
