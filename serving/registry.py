@@ -6,8 +6,10 @@ Directories that are not integers (e.g. an export still being staged) are
 ignored. When a newer version appears it is loaded and warmed up while the
 current one keeps serving, then swapped in atomically; the old version drains
 (its queued requests finish) and is unloaded. A version that fails to load is
-reported (log, metric, ListModels) and the previous one keeps serving; a model
-directory that disappears is drained and unloaded.
+reported (log, metric, ListModels) and the newest older version that loads serves
+instead: the one already serving, or at start-up the next one down, so a server
+restarted beside a corrupt newest version serves the previous good one rather
+than exiting. A model directory that disappears is drained and unloaded.
 """
 
 from __future__ import annotations
@@ -108,11 +110,18 @@ class ModelRegistry:
     async def refresh(self) -> None:
         """Loads new models and newer versions; unloads models whose directory is gone."""
         found = self._scan()
-        for name, newest in sorted(found.items()):
-            entry = self.models.setdefault(name, ModelEntry(name))
+        for name, found_versions in sorted(found.items()):
+            if name not in self.models:
+                self.models[name] = ModelEntry(name)
+                # a sample from the start, so that increase() sees the first failure
+                metrics.MODEL_LOAD_FAILURES.labels(name).inc(0)
+            entry = self.models[name]
             current = entry.served.version if entry.served else 0
-            if newest > current and newest not in entry.failures:
-                await self._load_version(entry, newest)
+            for version in reversed(found_versions):  # newest first, down to the current
+                if version <= current:
+                    break
+                if version not in entry.failures and await self._load_version(entry, version):
+                    break
         for name in sorted(set(self.models) - set(found)):
             entry = self.models.pop(name)
             if entry.served:
@@ -121,9 +130,10 @@ class ModelRegistry:
                 self.on_health(name, False)
                 self._drain(entry.served)
 
-    def _scan(self) -> dict[str, int]:
-        """Model name -> newest integer version directory, for every readable model dir."""
-        newest = {}
+    def _scan(self) -> dict[str, list[int]]:
+        """Model name -> its integer version directories (ascending), for every readable
+        model directory that has one."""
+        found_by_model = {}
         for model_dir in sorted(p for p in self.base_path.iterdir()
                                 if p.is_dir() and not p.name.startswith(".")):
             try:
@@ -132,12 +142,13 @@ class ModelRegistry:
                 log.warning("skipped %s: %s", model_dir, error)
                 continue
             if found:
-                newest[model_dir.name] = found[-1]
+                found_by_model[model_dir.name] = found
             else:
                 log.debug("no integer version directory under %s", model_dir)
-        return newest
+        return found_by_model
 
-    async def _load_version(self, entry: ModelEntry, version: int) -> None:
+    async def _load_version(self, entry: ModelEntry, version: int) -> bool:
+        """Loads `version` and swaps it in; False (reported, recorded) if it failed."""
         path = self.base_path / entry.name / str(version)
         entry.loading = version
         try:
@@ -150,7 +161,7 @@ class ModelRegistry:
                               path)
             entry.failures[version] = f"{type(error).__name__}: {error}"
             metrics.MODEL_LOAD_FAILURES.labels(entry.name).inc()
-            return
+            return False
         finally:
             entry.loading = 0
         previous, entry.served, entry.task = entry.served, served, served.task
@@ -160,6 +171,7 @@ class ModelRegistry:
             log.info("%s: version %d replaces version %d", entry.name, version,
                      previous.version)
             self._drain(previous)
+        return True
 
     async def _load(self, name: str, version: int, path: Path) -> ServedModel:
         started = time.monotonic()

@@ -103,6 +103,10 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
     server = ServerProcess(base, "--poll-seconds", "0.3")
     server.wait_until_serving()
     try:
+        # every model's failure counter has a sample before its first failure, so that an
+        # increase() alert sees the first one
+        assert f'recur_model_load_failures_total{{model="{MODEL}"}} 0.0' in scrape(
+            server.metrics_url).splitlines()
         with RecurClient(server.target) as client:
             statuses = {m.name: m for m in client.list_models().models}
             assert statuses["broken-model"].versions[0].state == State.FAILED
@@ -132,6 +136,33 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
             assert metric(text, "recur_model_load_failures_total", model=name) == 1
     finally:
         assert server.stop() == 0
+
+
+def test_restart_beside_a_corrupt_newest_version_serves_the_previous_one(base):
+    # What a Kubernetes pod meets when it restarts after a bad export was published:
+    # it must serve version 1, not crash-loop.
+    corrupt = base / MODEL / "2"
+    shutil.copytree(base / MODEL / "1", corrupt)
+    (corrupt / "saved_model.pb").write_bytes((corrupt / "saved_model.pb").read_bytes()[:200])
+    server = ServerProcess(base, "--poll-seconds", "0.3")
+    server.wait_until_serving()
+    try:
+        with RecurClient(server.target) as client:
+            (status,) = [m for m in client.list_models().models if m.name == MODEL]
+            states = {v.version: (v.state, v.error) for v in status.versions}
+            assert states[1] == (State.AVAILABLE, "")
+            assert states[2][0] == State.FAILED and states[2][1], states
+            response = client.translate(["four five"], MODEL)
+            assert response.model_version == 1
+            assert response.results[0].hypotheses[0].text == "quatre cinq"
+            publish(base, base / MODEL / "1", 3)  # a good newer version still replaces it
+            wait_for(lambda: versions(client).get(3) == State.AVAILABLE)
+            assert client.translate(["four five"], MODEL).model_version == 3
+        assert metric(scrape(server.metrics_url), "recur_model_load_failures_total",
+                      model=MODEL) == 1
+    finally:
+        assert server.stop() == 0
+    assert "failed to load toy-en-fr version 2" in server.log_path.read_text()
 
 
 def test_sigterm_lets_in_flight_requests_finish(base):
