@@ -1,8 +1,10 @@
-"""Bearer-token authentication for every RPC except health checks.
+"""Bearer-token authentication for every RPC except health checks and reflection.
 
 Clients send `authorization: Bearer <token>` metadata; a missing or unknown token
-gets UNAUTHENTICATED. grpc.health.v1 stays open so that Kubernetes probes (which
-cannot send metadata) keep working.
+gets UNAUTHENTICATED. grpc.health.v1 stays open so that Kubernetes' gRPC probes and
+grpc-health-probe (which send no metadata) keep working. Reflection stays open too:
+it describes only the services' public protos (the ones in this repository), and
+grpcurl needs it before it can call health; `--no-reflection` turns it off.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from serving import metrics
 
 log = logging.getLogger(__name__)
 
-OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
 
 
 def read_tokens(path: str) -> list[str]:

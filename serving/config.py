@@ -15,7 +15,26 @@ class ServerConfig:
     host: str = option("[::]", "address to listen on")
     port: int = option(8500, "gRPC port")
     metrics_port: int = option(8501, "Prometheus /metrics HTTP port (0 = off)")
+    metrics_host: str = option("0.0.0.0", "address the metrics port listens on (127.0.0.1 "
+                                          "keeps it to scrapers on the same host or pod)")
     max_message_bytes: int = option(4 * 1024 * 1024, "largest gRPC message accepted or sent")
+    max_concurrent_streams: int = option(100, "most calls one client connection may have "
+                                              "open at once (HTTP/2 streams); its further "
+                                              "calls wait in the client")
+    max_concurrent_rpcs: int = option(2000, "most calls the server holds at once, all "
+                                            "connections together; further calls get "
+                                            "RESOURCE_EXHAUSTED at once (0 = no limit)")
+    max_connection_age_seconds: float = option(
+        300.0, "a connection older than this is asked to close (HTTP/2 GOAWAY): clients "
+               "reconnect, which spreads them over new replicas, and a call whose request "
+               "never arrives cannot outlive age + grace (0 = no limit)")
+    max_connection_age_grace_seconds: float = option(
+        60.0, "time the calls of an aged connection get to finish before it is closed")
+    max_connection_idle_seconds: float = option(900.0, "a connection with no call for this "
+                                                       "long is closed (0 = no limit)")
+    keepalive_seconds: float = option(120.0, "a connection silent this long is pinged; one "
+                                             "whose client does not answer within 20 s is "
+                                             "closed, freeing what its calls held")
     grace_seconds: float = option(10.0, "on SIGTERM/SIGINT, time given to in-flight requests")
     tls_cert_file: str = option("", "PEM server certificate (chain); with --tls-key-file "
                                     "turns TLS on")
@@ -25,6 +44,8 @@ class ServerConfig:
     auth_tokens_file: str = option("", "file of accepted bearer tokens, one per line: every "
                                        "RPC but health checks then needs 'authorization: "
                                        "Bearer <token>'")
+    reflection: bool = option(True, "serve gRPC reflection (open without a bearer token, "
+                                    "like health: it describes only the public protos)")
     task_modules: str = option("", "comma-separated Python modules, each defining TASK (a "
                                    "serving.task.Task), for model kinds recur does not ship")
     log_level: str = option("INFO", "Python logging level")

@@ -28,8 +28,8 @@ class ServerProcess:
         self.log_path = base.parent / f"server-{self.port}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "serving", "--model-base-path", str(base), "--host",
-             "127.0.0.1", "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-             "--grace-seconds", "5", *args],
+             "127.0.0.1", "--port", str(self.port), "--metrics-host", "127.0.0.1",
+             "--metrics-port", str(self.metrics_port), "--grace-seconds", "5", *args],
             cwd=ROOT, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
 
     def wait_until_serving(self, seconds: float = 120) -> None:

@@ -65,14 +65,13 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     if config.auth_tokens_file:
         interceptors.append(BearerTokenInterceptor(read_tokens(config.auth_tokens_file)))
         log.info("bearer-token authentication on (tokens from %s)", config.auth_tokens_file)
-    server = grpc.aio.server(interceptors=interceptors, options=[
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-    ])
+    server = grpc.aio.server(interceptors=interceptors, options=channel_options(config),
+                             maximum_concurrent_rpcs=config.max_concurrent_rpcs or None)
     recur_pb2_grpc.add_RecurServicer_to_server(RecurServicer(registry, tasks, limits), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    if config.reflection:
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     # "liveness" answers SERVING while the event loop runs (a liveness probe must not
@@ -92,8 +91,9 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     log.info("gRPC listening on %s:%d (health NOT_SERVING until models are warm)",
              config.host, port)
     if config.metrics_port:
-        start_http_server(config.metrics_port)
-        log.info("Prometheus metrics on http://0.0.0.0:%d/metrics", config.metrics_port)
+        start_http_server(config.metrics_port, addr=config.metrics_host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", config.metrics_host,
+                 config.metrics_port)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,6 +137,26 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     await registry.close()
     log.info("stopped")
     return 0
+
+
+def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC core settings that bound what clients can hold: message sizes, calls per
+    connection, and connection lifetimes. A call whose request message never arrives
+    never reaches a handler, so only the connection's age, a dead peer's missed
+    keepalive ping, or the server's call limit can end it."""
+    def ms(seconds: float) -> int:
+        return round(seconds * 1000) if seconds > 0 else 2**31 - 1  # INT_MAX: no limit
+
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+        ("grpc.max_connection_age_ms", ms(config.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(config.max_connection_age_grace_seconds)),
+        ("grpc.max_connection_idle_ms", ms(config.max_connection_idle_seconds)),
+        ("grpc.keepalive_time_ms", ms(config.keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
 
 
 def tls_credentials(config: ServerConfig) -> grpc.ServerCredentials:

@@ -8,6 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from serving.client import RecurClient
 from serving.process import ServerProcess
@@ -58,6 +61,9 @@ def test_mutual_tls_and_bearer_tokens(tiny_export, tmp_path):
                 assert "bearer token" in error.value.details()
                 reply = client.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING  # probes stay open
+                # reflection too, so that grpcurl can find health without a token
+                services = ProtoReflectionDescriptorDatabase(client.channel).get_services()
+                assert {"recur.v1.Recur", "grpc.health.v1.Health"} <= set(services)
         no_client_cert = dict(tls_ca=str(files["ca.pem"]))
         with RecurClient(server.target, token="secret-a", timeout=10,
                          **no_client_cert) as client, pytest.raises(grpc.RpcError) as error:
