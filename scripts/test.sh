@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: creates/updates .venv, lints, runs pytest (extra
+# The whole test suite: creates/updates .venv (and .venv-ops, the checkers of the
+# Kubernetes, Prometheus and Docker files), lints, runs pytest (extra
 # arguments go to pytest). pytest's "no tests collected" (exit 5) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh || exit 1
+source scripts/ops-tools.sh || exit 1
 echo "== ruff"
 ruff check . || exit 1
 echo "== import contracts (import-linter)"

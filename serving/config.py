@@ -14,6 +14,9 @@ class ServerConfig:
                                       "removed models (0 = load once at start)")
     host: str = option("[::]", "address to listen on")
     port: int = option(8500, "gRPC port")
+    health_port: int = option(0, "a second, plaintext port serving grpc.health.v1 only, for "
+                                 "probes that cannot speak TLS (Kubernetes' gRPC probes); "
+                                 "0 = none")
     metrics_port: int = option(8501, "Prometheus /metrics HTTP port (0 = off)")
     metrics_host: str = option("0.0.0.0", "address the metrics port listens on (127.0.0.1 "
                                           "keeps it to scrapers on the same host or pod)")

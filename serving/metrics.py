@@ -43,5 +43,7 @@ DROPPED = Counter("recur_batcher_dropped_total",
                   "Requests (or batch-sized parts of large ones) dropped before inference "
                   "because their deadline passed or their client cancelled", ["model"])
 MODEL_VERSION = Gauge("recur_model_version", "Newest loaded version of each model", ["model"])
+MODELS_SERVING = Gauge("recur_models_serving", "Models with a version loaded and serving "
+                       "(0 while the first models load, and whenever none can be served)")
 MODEL_LOAD_FAILURES = Counter("recur_model_load_failures_total",
                               "Model versions that failed to load", ["model"])

@@ -9,7 +9,9 @@ current one keeps serving, then swapped in atomically; the old version drains
 reported (log, metric, ListModels) and the newest older version that loads serves
 instead: the one already serving, or at start-up the next one down, so a server
 restarted beside a corrupt newest version serves the previous good one rather
-than exiting. A model directory that disappears is drained and unloaded.
+than exiting. Removing the serving version's directory rolls back: the newest
+version left is loaded and swapped in. A model directory that disappears is
+drained and unloaded.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class ModelRegistry:
                 metrics.MODEL_LOAD_FAILURES.labels(name).inc(0)
             entry = self.models[name]
             current = entry.served.version if entry.served else 0
+            if current and current not in found_versions:
+                current = 0  # the serving version was removed: roll back to the newest left
             for version in reversed(found_versions):  # newest first, down to the current
                 if version <= current:
                     break
@@ -129,6 +133,8 @@ class ModelRegistry:
                          entry.served.version)
                 self.on_health(name, False)
                 self._drain(entry.served)
+                metrics.MODEL_VERSION.remove(name)
+        metrics.MODELS_SERVING.set(sum(1 for e in self.models.values() if e.served))
 
     def _scan(self) -> dict[str, list[int]]:
         """Model name -> its integer version directories (ascending), for every readable

@@ -90,6 +90,30 @@ async def serve(config: ServerConfig, batching: BatchingConfig, limits: LimitsCo
     await server.start()
     log.info("gRPC listening on %s:%d (health NOT_SERVING until models are warm)",
              config.host, port)
+    probes = await probe_server(config, health_servicer) if config.health_port else None
+    try:
+        return await run(config, server, health_servicer, registry)
+    finally:
+        if probes:
+            await probes.stop(0)
+
+
+async def probe_server(config: ServerConfig,
+                       health_servicer: health.aio.HealthServicer) -> grpc.aio.Server:
+    """A plaintext port with grpc.health.v1 only: Kubernetes' gRPC probes cannot speak
+    TLS, so with TLS on they probe this port instead."""
+    probes = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    port = probes.add_insecure_port(f"{config.host}:{config.health_port}")
+    await probes.start()
+    log.info("health checks (plaintext, grpc.health.v1 only) on %s:%d", config.host, port)
+    return probes
+
+
+async def run(config: ServerConfig, server: grpc.aio.Server,
+              health_servicer: health.aio.HealthServicer, registry: ModelRegistry) -> int:
+    """Loads the models, serves until SIGTERM/SIGINT, then drains; the exit status."""
+    serving = health_pb2.HealthCheckResponse.SERVING
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.metrics_host)
         log.info("Prometheus metrics on http://%s:%d/metrics", config.metrics_host,

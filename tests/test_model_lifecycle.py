@@ -138,7 +138,8 @@ def test_broken_exports_are_reported_and_the_good_version_keeps_serving(base):
         assert server.stop() == 0
 
 
-def test_restart_beside_a_corrupt_newest_version_serves_the_previous_one(base):
+def test_restart_beside_a_corrupt_newest_version_serves_the_previous_one_and_rollback(
+        base):
     # What a Kubernetes pod meets when it restarts after a bad export was published:
     # it must serve version 1, not crash-loop.
     corrupt = base / MODEL / "2"
@@ -158,6 +159,11 @@ def test_restart_beside_a_corrupt_newest_version_serves_the_previous_one(base):
             publish(base, base / MODEL / "1", 3)  # a good newer version still replaces it
             wait_for(lambda: versions(client).get(3) == State.AVAILABLE)
             assert client.translate(["four five"], MODEL).model_version == 3
+            # rolling back = removing the version: the newest good one left serves again
+            os.rename(base / MODEL / "3", base / MODEL / ".rolled-back-3")
+            wait_for(lambda: versions(client).get(1) == State.AVAILABLE)
+            assert versions(client) == {1: State.AVAILABLE, 2: State.FAILED}
+            assert client.translate(["four five"], MODEL).model_version == 1
         assert metric(scrape(server.metrics_url), "recur_model_load_failures_total",
                       model=MODEL) == 1
     finally:

@@ -12,8 +12,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from protos.recur.v1 import recur_pb2
+from protos.recur.v1.recur_pb2_grpc import RecurStub
 from serving.client import RecurClient
-from serving.process import ServerProcess
+from serving.process import ServerProcess, free_port
 from serving.server import build_parser, load_configs
 from tests.test_server_e2e import metric, scrape
 
@@ -42,10 +44,11 @@ def test_mutual_tls_and_bearer_tokens(tiny_export, tmp_path):
     files = make_certificates(tmp_path)
     tokens = tmp_path / "tokens"
     tokens.write_text("# team A\nsecret-a\nsecret-b\n")
+    probes = free_port()
     server = ServerProcess(base, "--poll-seconds", "0", "--tls-cert-file",
                            str(files["server.pem"]), "--tls-key-file", str(files["server.key"]),
                            "--tls-client-ca-file", str(files["ca.pem"]),
-                           "--auth-tokens-file", str(tokens))
+                           "--auth-tokens-file", str(tokens), "--health-port", str(probes))
     tls = dict(tls_ca=str(files["ca.pem"]), tls_cert=str(files["client.pem"]),
                tls_key=str(files["client.key"]))
     try:
@@ -71,6 +74,14 @@ def test_mutual_tls_and_bearer_tokens(tiny_export, tmp_path):
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE  # handshake refused
         with grpc.insecure_channel(server.target) as plain, pytest.raises(grpc.RpcError):
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        # the probe port: plaintext health, and nothing else
+        with grpc.insecure_channel(f"127.0.0.1:{probes}") as plain:
+            reply = health_pb2_grpc.HealthStub(plain).Check(
+                health_pb2.HealthCheckRequest(service="recur.v1.Recur"), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as error:
+                RecurStub(plain).ListModels(recur_pb2.ListModelsRequest(), timeout=10)
+            assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert metric(scrape(server.metrics_url), "recur_requests_total",
                       method="Translate", code="UNAUTHENTICATED") == 2
     finally:
