@@ -30,17 +30,32 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def import_tensorflow() -> None:
+def import_tensorflow(initialize: bool = True) -> None:
     """Imports TensorFlow (and tensorflow-text's ops) and discovers devices, quietly
     unless TF_CPP_MIN_LOG_LEVEL is 0 or 1. Python errors still surface: stderr is back
-    before they are raised."""
+    before they are raised. `initialize=False` leaves the runtime uninitialised (a
+    multi-worker strategy must configure it first); call `warm_up()` after that."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
-    quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1")
-    with _native_stderr_silenced() if quiet else nullcontext():
+    with _quiet():
         import tensorflow as tf
         import tensorflow_text  # noqa: F401
 
         tf.config.list_physical_devices()
+    if initialize:
+        warm_up()
+
+
+def warm_up() -> None:
+    """Runs the first graph that transposes an int64 tensor, quietly: oneDNN complains
+    about it once per process. It initialises TensorFlow's runtime."""
+    import tensorflow as tf
+
+    with _quiet():
         tf.function(lambda t: tf.transpose(t))(tf.zeros([2, 3], tf.int64))
+
+
+def _quiet():
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") not in ("0", "1")
+    return _native_stderr_silenced() if quiet else nullcontext()

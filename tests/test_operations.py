@@ -91,6 +91,19 @@ def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_pat
         assert gpus == 1 and pod["tolerations"] and pod["nodeSelector"]
     else:
         assert gpus is None and "tolerations" not in pod
+    # the multi-worker Job's --workers are its own pods' DNS names, one per index
+    (multi,) = [d for d in docs if d["kind"] == "Job" and
+                d["spec"].get("completionMode") == "Indexed"]
+    spec, args = multi["spec"], multi["spec"]["template"]["spec"]["containers"][0]["args"]
+    subdomain = spec["template"]["spec"]["subdomain"]
+    (service,) = [d for d in docs if d["kind"] == "Service"
+                  and d["metadata"]["name"] == subdomain]
+    assert service["spec"]["selector"] == {"job-name": multi["metadata"]["name"]}
+    assert args[args.index("--workers") + 1].split(",") == [
+        f"{multi['metadata']['name']}-{i}.{subdomain}:2222" for i in range(spec["completions"])]
+    assert spec["parallelism"] == spec["completions"] and "--worker-index" not in args
+    # applying the manifests starts no training
+    assert all(d["spec"]["suspend"] for d in docs if d["kind"] == "Job")
     if overlay == "cpu-tls":  # kubelet probes cannot speak TLS: they use the health port
         env = {e["name"]: e["value"] for e in container["env"]}
         assert probe_ports == {int(env["RECUR_HEALTH_PORT"])} == {8502}

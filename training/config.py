@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from model.config import option
 
+STRATEGIES = ("default", "mirrored", "multiworker")  # training.distribute makes each
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -46,11 +48,25 @@ class TrainingConfig:
     mixed_precision: bool = option(False, "train in mixed_float16 (for GPUs with tensor "
                                           "cores)")
     jit_compile: bool = option(False, "compile the training step with XLA")
+    strategy: str = option("default", "tf.distribute strategy: default (one device), "
+                                      "mirrored (every local GPU), multiworker (several "
+                                      "machines: TF_CONFIG, or --workers)")
+    workers: str = option("", "with --strategy multiworker: every worker's HOST:PORT, "
+                              "comma-separated, the same on all; worker 0 is the chief "
+                              "and alone exports")
+    worker_index: int = option(-1, "this worker's place in --workers (-1 = "
+                                   "$JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job "
+                                   "sets it)")
 
     def __post_init__(self) -> None:
         if self.cosine_decay and self.decay_factor:
             raise ValueError("--cosine-decay and --decay-factor both set the learning rate: "
                              "choose one (--decay-factor 0 turns a profile's decay off)")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if self.strategy == "multiworker" and self.time_budget:
+            raise ValueError("--time-budget with --strategy multiworker: workers' clocks "
+                             "would stop them at different steps; use --epochs")
 
     @property
     def name(self) -> str:

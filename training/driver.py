@@ -3,7 +3,8 @@
 A task (`TrainingTask`, one module per model kind, listed in `training.tasks`)
 supplies its corpus and tf.data pipelines, model, loss and metrics, exporter and
 evaluation; the driver does the rest: seeding, mixed precision, Adam with gradient
-clipping by global norm, fit with progress, TensorBoard (loss, gradient norm) and
+clipping by global norm, a tf.distribute strategy (training.distribute), fit with
+progress, TensorBoard (loss, gradient norm) and
 `history.csv` (every epoch's figures and training time), an optional time budget,
 learning-rate decay on a dev plateau or cosine annealing to the run's end, resume from
 the run directory, early stopping on the task's dev figure, the trained weights saved
@@ -23,11 +24,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
+import tensorflow as tf
 
 from model.contract import CONTRACT_VERSION, Meta
 from model.export import directory_size, staged_export
 from training.annealing import CosineAnnealing
 from training.config import TrainingConfig
+from training.distribute import distribution
 from training.pipeline import Batches
 from training.progress import ProgressLog, TokenCount, TrainingClock
 
@@ -84,7 +87,7 @@ class TrainingTask:
 
 @dataclass
 class TrainingReport:
-    export_path: Path
+    export_path: Path | None  # None on a worker that is not the chief
     export_bytes: int
     train_seconds: float
     epochs_run: list[int]
@@ -105,21 +108,26 @@ def train(task: TrainingTask, config: TrainingConfig,
 
 def _train(task: TrainingTask, config: TrainingConfig,
            extra_callbacks: tuple[keras.callbacks.Callback, ...]) -> TrainingReport:
+    dist = distribution(config.strategy, config.workers, config.worker_index)
     keras.utils.set_random_seed(config.seed)
     run_dir = Path(config.run_dir) / config.name
+    if not dist.is_chief:  # its own logs, backup and weights; the chief's stay whole
+        run_dir = run_dir / f"worker-{dist.worker_index}"
     run_dir.mkdir(parents=True, exist_ok=True)
     data = task.prepare(config, run_dir)
-    model = task.build_model(config, data)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss=task.loss(config), weighted_metrics=[*task.metrics(config), TokenCount()],
-        jit_compile=config.jit_compile)
-    for inputs, *_ in data.train.dataset.take(1):
-        model(inputs)  # build the weights, so BackupAndRestore can restore into them
-    if config.init_weights:
-        model.optimizer.build(model.trainable_variables)  # its state is in the file too
-        model.load_weights(config.init_weights)
-        log.info("starting from the weights in %s", config.init_weights)
+    with dist.strategy.scope():  # the model's and optimizer's variables, mirrored
+        model = task.build_model(config, data)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate,
+                                            global_clipnorm=config.clip_norm),
+            loss=task.loss(config), weighted_metrics=[*task.metrics(config), TokenCount()],
+            jit_compile=config.jit_compile)
+        for inputs, *_ in data.train.dataset.take(1):
+            model(inputs)  # build the weights, so BackupAndRestore can restore into them
+        if config.init_weights:
+            model.optimizer.build(model.trainable_variables)  # its state is in the file too
+            model.load_weights(config.init_weights)
+            log.info("starting from the weights in %s", config.init_weights)
     monitor, mode = task.monitor
     clock = TrainingClock(config.time_budget * 60)
     callbacks: list[keras.callbacks.Callback] = [
@@ -152,6 +160,15 @@ def _train(task: TrainingTask, config: TrainingConfig,
         callbacks=[*callbacks, *extra_callbacks], verbose=1 if interactive else 0)
     train_seconds = time.monotonic() - started
     model.save_weights(run_dir / WEIGHTS_FILE)  # for --init-weights: re-export, fine-tune
+    if not dist.is_chief:
+        log.info("worker %d of %d done; the chief (worker 0) exports", dist.worker_index,
+                 dist.workers)
+        return TrainingReport(None, 0, train_seconds, list(history.epoch), {})
+    if dist.strategy is not tf.distribute.get_strategy():
+        # Functions over distributed variables cannot be saved: export a plain copy.
+        trained, model = model, task.build_model(config, data)
+        model(inputs)
+        model.set_weights(trained.get_weights())
 
     with staged_export(Path(config.export_base), config.name) as staged:
         task.export(config, model, data, staged.path)

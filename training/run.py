@@ -9,11 +9,13 @@ import argparse
 import logging
 import sys
 
-from model.startup import import_tensorflow
+from model.startup import import_tensorflow, warm_up
 
-import_tensorflow()  # before anything else imports it: quietly
+# Before anything else imports it, quietly; the runtime starts once the strategy is known.
+import_tensorflow(initialize=False)
 
 from model.config import add_config_arguments, config_from_args  # noqa: E402
+from training.distribute import distribution  # noqa: E402
 from training.driver import train  # noqa: E402
 from training.tasks import TASKS  # noqa: E402
 
@@ -46,7 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     logging.getLogger(__name__).info("config (profile %s): %s", args.profile, config)
+    try:
+        distribution(config.strategy, config.workers, config.worker_index)
+    except ValueError as error:
+        parser.error(str(error))
+    warm_up()
     report = train(task, config)
+    if report.export_path is None:
+        print(f"\ntraining time: {report.train_seconds:.0f} s; this worker is not the chief "
+              "(worker 0), which exports and evaluates")
+        return 0
     print(f"\nexport: {report.export_path} ({report.export_bytes / 1e6:.1f} MB)")
     print(f"training time: {report.train_seconds:.0f} s")
     for key, value in report.metrics.items():
