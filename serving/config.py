@@ -12,6 +12,11 @@ class ServerConfig:
     model_base_path: str = option("exports", "directory holding MODEL/VERSION/ exports")
     poll_seconds: float = option(5.0, "how often to look for new model versions and new or "
                                       "removed models (0 = load once at start)")
+    wait_for_models: bool = option(False, "when no model can be loaded at start, keep "
+                                          "running NOT_SERVING and keep polling until one "
+                                          "can (for Kubernetes, where the first export may "
+                                          "arrive after the servers) instead of exiting 1; "
+                                          "needs --poll-seconds > 0")
     host: str = option("[::]", "address to listen on")
     port: int = option(8500, "gRPC port")
     health_port: int = option(0, "a second, plaintext port serving grpc.health.v1 only, for "

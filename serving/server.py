@@ -139,9 +139,22 @@ async def run(config: ServerConfig, server: grpc.aio.Server,
         await server.stop(0)
         return 1
     loading.result()  # any other start-up failure is a crash, with its traceback
+    watching = (asyncio.create_task(registry.watch(config.poll_seconds))
+                if config.poll_seconds > 0 else None)
+    if not registry.ready and config.wait_for_models and watching:
+        log.warning("no model could be loaded under %s yet: NOT_SERVING, looking again "
+                    "every %.0f s", config.model_base_path, config.poll_seconds)
+        while not (registry.ready or stop.is_set()):
+            await asyncio.sleep(min(config.poll_seconds, 1.0))
     if not registry.ready:
-        log.error("no model could be loaded under %s; see the errors above",
-                  config.model_base_path)
+        if watching:
+            watching.cancel()
+        if stop.is_set():
+            await server.stop(0)
+            await registry.close()
+            return 0
+        log.error("no model could be loaded under %s; see the errors above (or start with "
+                  "--wait-for-models to wait for one)", config.model_base_path)
         await server.stop(0)
         return 1
     for name in ("", SERVICE_NAME):
@@ -149,8 +162,6 @@ async def run(config: ServerConfig, server: grpc.aio.Server,
     log.info("serving %s", ", ".join(f"{n} v{e.served.version}"
                                      for n, e in registry.models.items() if e.served))
 
-    watching = (asyncio.create_task(registry.watch(config.poll_seconds))
-                if config.poll_seconds > 0 else None)
     await stopping
     if watching:
         watching.cancel()

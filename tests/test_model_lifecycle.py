@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
@@ -169,6 +170,31 @@ def test_restart_beside_a_corrupt_newest_version_serves_the_previous_one_and_rol
     finally:
         assert server.stop() == 0
     assert "failed to load toy-en-fr version 2" in server.log_path.read_text()
+
+
+def test_a_server_started_before_any_model_waits_for_one(base, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / MODEL).mkdir(parents=True)  # a volume the training Job has not written yet
+    impatient = ServerProcess(empty, "--poll-seconds", "0.3")  # by default: exit, say why
+    assert impatient.process.wait(120) == 1
+    assert "--wait-for-models" in impatient.log_path.read_text()
+    server = ServerProcess(empty, "--poll-seconds", "0.3", "--wait-for-models")
+    try:
+        with RecurClient(server.target) as client:
+            wait_for(lambda: "looking again every" in server.log_path.read_text())
+            time.sleep(1)
+            assert server.process.poll() is None  # still running, not ready
+            ready = client.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            alive = client.health.Check(health_pb2.HealthCheckRequest(service="liveness"),
+                                        timeout=10)
+            assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert alive.status == health_pb2.HealthCheckResponse.SERVING
+            publish(empty, base / MODEL / "1", 1)
+            client.wait_until_serving(120)
+            assert client.translate(["four five"], MODEL).results[0].hypotheses[0].text == (
+                "quatre cinq")
+    finally:
+        assert server.stop() == 0
 
 
 def test_sigterm_lets_in_flight_requests_finish(base):

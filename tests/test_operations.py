@@ -81,6 +81,7 @@ def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_pat
     config_path.write_text(config_map["data"]["recur.toml"])
     config, _, _, _ = load_configs(build_parser().parse_args(["--config", str(config_path)]))
     assert config.model_base_path == "/models"
+    assert config.wait_for_models  # pods started before the first export wait, not crash
     assert pod["terminationGracePeriodSeconds"] > config.grace_seconds
     assert config_map["metadata"]["name"] in {v.get("configMap", {}).get("name")
                                               for v in pod["volumes"]}
