@@ -147,6 +147,7 @@ class Batcher:
         self._served: collections.deque[float] = collections.deque(maxlen=128)  # s per part
 
     def start(self) -> None:
+        metrics.QUEUE_DEPTH.labels(self.model).set(0)  # a series from the start: autoscalers
         loop = asyncio.get_running_loop()
         run = self._step_loop() if self._decoder else self._request_loop()
         self._task = loop.create_task(run, name=f"batch-{self.model}")
@@ -393,7 +394,11 @@ class Batcher:
             self._decoder.leave(leaving)  # after joining: parts may leave while starting
             if not self._decoder.rows:
                 busy_since = None
-                self._wake.wait()
+                # `_stopped` is read after `_wake` was cleared above: a close that set both
+                # before the clear is seen here, one after it leaves `_wake` set. (Reading
+                # it only at the loop's head lost such a wake and hung the drain.)
+                if not self._stopped:
+                    self._wake.wait()
                 continue
             busy_since = busy_since or time.monotonic()
             # A stream that just joined gets its first chunk after one step, not a budget's.

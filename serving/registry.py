@@ -230,6 +230,8 @@ class ModelRegistry:
         async def drain():
             await served.batcher.close(drain=True)
             log.info("unloaded %s version %d", served.name, served.version)
+            if served.name not in self.models:  # gone, not replaced: so is its queue
+                metrics.QUEUE_DEPTH.remove(served.name)
 
         task = asyncio.get_running_loop().create_task(drain())
         self._draining.add(task)

@@ -40,8 +40,8 @@ def run(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
 
 
-def render(overlay: str) -> str:
-    result = run(tool("kubectl"), "kustomize", K8S / "overlays" / overlay)
+def render(kustomization: Path) -> str:
+    result = run(tool("kubectl"), "kustomize", kustomization)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -54,10 +54,10 @@ def rules_file(directory: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("overlay", ["cpu", "gpu", "cpu-tls"])
-def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_path):
-    rendered = tmp_path / f"{overlay}.yaml"
-    rendered.write_text(render(overlay))
+def checked(kustomization: Path, tmp_path: Path) -> list[dict]:
+    """Renders a kustomization, validates it strictly, runs checkov; the documents."""
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(render(kustomization))
     validate = run(tool("kubernetes-validate"), "--strict", "--quiet", "--kubernetes-version",
                    KUBERNETES_VERSION, rendered)
     assert validate.returncode == 0, validate.stdout + validate.stderr
@@ -69,11 +69,29 @@ def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_pat
     # the only suppression: image digests, which a release pins
     skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
     assert skipped == {"CKV_K8S_43"}, skipped
-
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     assert {d["metadata"].get("namespace", "recur") for d in docs} == {"recur"}
+    return docs
+
+
+def with_component(overlay: str, component: str, tmp_path: Path) -> Path:
+    """A kustomization in tmp_path: `overlay` plus `component` (paths under k8s/)."""
+    directory = tmp_path / "with-component"
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / overlay, directory)],
+        "components": [os.path.relpath(K8S / component, directory)]}))
+    return directory
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu", "cpu-tls"])
+def test_server_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_path):
+    docs = checked(K8S / "overlays" / overlay, tmp_path)
+    assert not [d for d in docs if d["kind"] == "Job"]  # training is applied on its own
     (server,) = [d for d in docs if d["kind"] == "Deployment"]
     (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert "replicas" not in server["spec"]  # the autoscaler's, not reset by an apply
     pod = server["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     # the server's own loader accepts the ConfigMap's settings, and the pod outlives the drain
@@ -82,19 +100,48 @@ def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_pat
     config, _, _, _ = load_configs(build_parser().parse_args(["--config", str(config_path)]))
     assert config.model_base_path == "/models"
     assert config.wait_for_models  # pods started before the first export wait, not crash
-    assert pod["terminationGracePeriodSeconds"] > config.grace_seconds
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + config.grace_seconds
     assert config_map["metadata"]["name"] in {v.get("configMap", {}).get("name")
                                               for v in pod["volumes"]}
-    probe_ports = {container[p]["grpc"]["port"]
-                   for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    # waiting for a first model (or loading a big one) is alive, not a failed start
+    probes = {p: container[p]["grpc"] for p in ("startupProbe", "readinessProbe",
+                                                "livenessProbe")}
+    assert probes["startupProbe"]["service"] == probes["livenessProbe"]["service"] == "liveness"
+    assert "service" not in probes["readinessProbe"]
     gpus = container["resources"]["limits"].get("nvidia.com/gpu")
     if overlay == "gpu":
         assert gpus == 1 and pod["tolerations"] and pod["nodeSelector"]
     else:
         assert gpus is None and "tolerations" not in pod
+    probe_ports = {probe["port"] for probe in probes.values()}
+    if overlay == "cpu-tls":  # kubelet probes cannot speak TLS: they use the health port
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert probe_ports == {int(env["RECUR_HEALTH_PORT"])} == {8502}
+        assert env["RECUR_TLS_CERT_FILE"].startswith("/etc/recur-tls/")
+    else:
+        assert probe_ports == {config.port}
+
+
+def test_queue_depth_autoscaling_adds_the_servers_metric(tmp_path):
+    docs = checked(with_component("overlays/cpu", "components/queue-depth-autoscaling",
+                                  tmp_path), tmp_path)
+    (autoscaler,) = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    kinds = {m["type"]: m for m in autoscaler["spec"]["metrics"]}
+    assert kinds["Resource"]["resource"]["name"] == "cpu"
+    assert kinds["Pods"]["pods"]["metric"]["name"] == "recur_queue_depth"  # metrics.py's
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_training_jobs_render_to_valid_manifests_that_checkov_passes(variant, tmp_path):
+    docs = checked(K8S / "training" / variant, tmp_path)
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    assert len(jobs) == 2 and all(job["spec"]["suspend"] for job in jobs)  # start one
+    for job in jobs:
+        limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits.get("nvidia.com/gpu") == (1 if variant == "gpu" else None)
     # the multi-worker Job's --workers are its own pods' DNS names, one per index
-    (multi,) = [d for d in docs if d["kind"] == "Job" and
-                d["spec"].get("completionMode") == "Indexed"]
+    (multi,) = [d for d in jobs if d["spec"].get("completionMode") == "Indexed"]
     spec, args = multi["spec"], multi["spec"]["template"]["spec"]["containers"][0]["args"]
     subdomain = spec["template"]["spec"]["subdomain"]
     (service,) = [d for d in docs if d["kind"] == "Service"
@@ -103,14 +150,10 @@ def test_overlays_render_to_valid_manifests_that_checkov_passes(overlay, tmp_pat
     assert args[args.index("--workers") + 1].split(",") == [
         f"{multi['metadata']['name']}-{i}.{subdomain}:2222" for i in range(spec["completions"])]
     assert spec["parallelism"] == spec["completions"] and "--worker-index" not in args
-    # applying the manifests starts no training
-    assert all(d["spec"]["suspend"] for d in docs if d["kind"] == "Job")
-    if overlay == "cpu-tls":  # kubelet probes cannot speak TLS: they use the health port
-        env = {e["name"]: e["value"] for e in container["env"]}
-        assert probe_ports == {int(env["RECUR_HEALTH_PORT"])} == {8502}
-        assert env["RECUR_TLS_CERT_FILE"].startswith("/etc/recur-tls/")
-    else:
-        assert probe_ports == {config.port}
+    # the two Jobs never share a run directory (checkpoints)
+    run_dirs = {a[a.index("--run-dir") + 1] for a in (
+        job["spec"]["template"]["spec"]["containers"][0]["args"] for job in jobs)}
+    assert len(run_dirs) == 2
 
 
 def test_the_dockerfile_passes_hadolint_and_checkov():
