@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from model.config import option
 
-STRATEGIES = ("default", "mirrored", "multiworker")  # training.distribute makes each
+STRATEGIES = ("default", "mirrored", "multiworker")  # built by training.distribute
 
 
 @dataclass(frozen=True)
