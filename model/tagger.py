@@ -3,8 +3,9 @@
 The lecture's bidirectional RNN on its motivating case, where a word's tag depends on
 the words on both sides: each word is a word embedding (looked up by its normalised
 form) beside features of its spelling (a character CNN over it, so unseen words, capitals
-and suffixes still count, and optionally the open classes a dictionary allows it:
-`model/lexicon.py`), then stacked bidirectional recurrent layers and a softmax over the
+and suffixes still count, and optionally the open classes a dictionary allows it,
+`model/lexicon.py`, and its Brown cluster and frequency in a large unannotated corpus,
+`model/word_clusters.py`), then stacked bidirectional recurrent layers and a softmax over the
 tags at each position, or (`--output crf`) a linear-chain CRF over the sequence of tags
 (`model/crf.py`). Padding is masked: a token's tag never depends on how long the other
 sentences of its batch are.
@@ -30,6 +31,7 @@ from model.crf import CRF
 from model.export import portable_kernels
 from model.gradient_norm import GradientNormModel
 from model.lexicon import Lexicon
+from model.word_clusters import WordClusters
 from model.words import split_pretokenized, tokenize
 
 PAD_ID, UNKNOWN_ID = 0, 1  # word ids; the vocabulary starts at 2
@@ -66,6 +68,12 @@ class TaggerConfig:
     lexicon: str = option("wordnet", "dictionary features per word, the open classes "
                                      "(NOUN, VERB, ADJ, ADV) a lexicon allows it and its "
                                      "inflections: wordnet (WordNet 3.1, English) or none")
+    clusters: str = option("none", "what a large unannotated English corpus says of each "
+                                    "word, its Brown cluster and frequency: spacy "
+                                    "(spaCy's English lexeme tables, a 98 MB download "
+                                    "once) or none (measured: no gain on Brown's dev "
+                                    "files, see the README)")
+    cluster_dim: int = option(32, "Brown cluster embedding size")
     output: str = option("softmax", "softmax: each word's most probable tag on its own; "
                                     "crf: the most probable sequence of tags, with learnt "
                                     "scores for neighbouring tags (a linear-chain CRF)")
@@ -73,6 +81,10 @@ class TaggerConfig:
     @property
     def uses_lexicon(self) -> bool:
         return self.lexicon != "none"
+
+    @property
+    def uses_clusters(self) -> bool:
+        return self.clusters != "none"
 
 
 def normalize_words(tokens: tf.Tensor) -> tf.Tensor:
@@ -88,14 +100,15 @@ class TaggerFeatures(tf.Module):
       vocabulary: normalised words (`normalize_words`) with their own embedding, most
         frequent first; every other word is unknown.
       lexicon: adds `lexicon` features (for a model with `uses_lexicon`).
+      clusters: adds `clusters` ids (for a model with `uses_clusters`).
     """
 
     def __init__(self, vocabulary: Sequence[str], max_word_chars: int,
-                 lexicon: Lexicon | None = None):
+                 lexicon: Lexicon | None = None, clusters: WordClusters | None = None):
         super().__init__(name="tagger_features")
         self.vocabulary_size = len(vocabulary) + 2
         self.max_word_chars = max_word_chars
-        self.lexicon = lexicon
+        self.lexicon, self.clusters = lexicon, clusters
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(vocabulary), tf.string),
@@ -114,9 +127,14 @@ class TaggerFeatures(tf.Module):
 
     def spelled(self, tokens: tf.Tensor) -> dict[str, tf.Tensor]:
         """tokens [n] -> what depends on the spelling alone: `chars` [n, max_word_chars
-        + 2] int32 and, with a lexicon, `lexicon` [n, lexicon.FEATURES] float32."""
-        lexicon = {} if self.lexicon is None else {"lexicon": self.lexicon(tokens)}
-        return {"chars": self.chars(tokens), **lexicon}
+        + 2] int32, with a lexicon `lexicon` [n, lexicon.FEATURES] float32, with clusters
+        `clusters` [n, word_clusters.FEATURES] int32."""
+        spelled = {"chars": self.chars(tokens)}
+        if self.lexicon is not None:
+            spelled["lexicon"] = self.lexicon(tokens)
+        if self.clusters is not None:
+            spelled["clusters"] = self.clusters(tokens)
+        return spelled
 
     def words(self, tokens: tf.Tensor) -> tf.Tensor:
         """tokens [n] -> word ids [n] int32."""
@@ -223,18 +241,26 @@ CHAR_ENCODERS = ("cnn", "bilstm")
 @keras.saving.register_keras_serializable(package="recur")
 class Tagger(GradientNormModel):
     """{"words": [batch, time], "chars": [batch, time, chars], with `uses_lexicon` also
-    "lexicon": [batch, time, lexicon.FEATURES]} -> logits [batch, time, tags] (float32),
-    masked where words is padding. Instead of "chars" and "lexicon", the export gives
+    "lexicon": [batch, time, lexicon.FEATURES], with `uses_clusters` also "clusters"
+    [batch, time, word_clusters.FEATURES]} -> logits [batch, time, tags] (float32),
+    masked where words is padding. Instead of the spelling's inputs, the export gives
     "spelling" [batch, time, features]: what `self.spelling` makes of them.
 
     Args:
       word_counts: training count of each word id (0 for padding and unknown).
+      cluster_ids: how many ids each `clusters` feature has (`WordClusters.
+        vocabulary_sizes`), with `uses_clusters`.
     """
 
     def __init__(self, word_counts: Sequence[int], num_tags: int, config: TaggerConfig,
-                 **kwargs):
+                 cluster_ids: Sequence[int] = (), **kwargs):
         super().__init__(**kwargs)
         self.word_counts, self.num_tags, self.config = list(word_counts), num_tags, config
+        self.cluster_ids = list(cluster_ids)
+        self.cluster_embeddings = [
+            keras.layers.Embedding(size, dim, name=f"cluster_embedding{i}")
+            for i, (size, dim) in enumerate(zip(self.cluster_ids, (config.cluster_dim, 8, 8),
+                                                strict=False))]
         self.word_dropout = WordDropout(config.word_dropout, self.word_counts)
         self.word_embedding = keras.layers.Embedding(len(self.word_counts), config.word_dim,
                                                      mask_zero=True, name="word_embedding")
@@ -302,19 +328,25 @@ class Tagger(GradientNormModel):
     def spelling(self, inputs: dict) -> tf.Tensor:
         """`chars` (and `lexicon`) [batch, time, ...] -> what the model reads of a
         token's spelling [batch, time, features]: its character features (and lexicon
-        bits). The same for every occurrence of a spelling, so the export stores it."""
-        chars = self.chars(inputs["chars"])
-        if not self.config.uses_lexicon:
-            return chars
-        return keras.ops.concatenate(
-            [chars, keras.ops.cast(inputs["lexicon"], chars.dtype)], axis=-1)
+        bits, cluster embeddings). The same for every occurrence of a spelling, so the
+        export stores it."""
+        parts = [self.chars(inputs["chars"])]
+        if self.config.uses_lexicon:
+            parts.append(keras.ops.cast(inputs["lexicon"], parts[0].dtype))
+        # The same embeddings for the token as written and for its lower case.
+        per_casing = len(self.cluster_embeddings)
+        parts += [embedding(inputs["clusters"][..., casing * per_casing + i])
+                  for casing in range(2)
+                  for i, embedding in enumerate(self.cluster_embeddings)]
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def compute_mask(self, inputs, previous_mask=None):
         return inputs["words"] != PAD_ID
 
     def get_config(self) -> dict:
         return {**super().get_config(), "word_counts": self.word_counts,
-                "num_tags": self.num_tags, "config": dataclasses.asdict(self.config)}
+                "num_tags": self.num_tags, "config": dataclasses.asdict(self.config),
+                "cluster_ids": self.cluster_ids}
 
     @classmethod
     def from_config(cls, config: dict) -> Tagger:

@@ -20,6 +20,7 @@ from training.corpora import (
     load_brown,
     load_emoji,
     load_ptb_chars,
+    load_spacy_lexemes,
     load_wordnet_lemmas,
 )
 from training.corpora.bible import DEV_BOOKS, TEST_BOOKS
@@ -111,6 +112,14 @@ def test_wordnet_lemma_counts_by_class() -> None:
     assert {k: len(v) for k, v in lemmas.items()} == {
         "NOUN": 117_953, "VERB": 11_540, "ADJ": 21_499, "ADV": 4_475}
     assert "thrive" in lemmas["VERB"] and "thrive" not in lemmas["NOUN"]
+
+
+def test_spacy_lexemes_cluster_words_that_share_their_contexts() -> None:
+    clusters, probabilities = load_spacy_lexemes()
+    assert (len(clusters), len(probabilities)) == (190_129, 805_990)
+    assert clusters["dog"] == clusters["cat"] != clusters["ran"]
+    assert probabilities["the"] > probabilities["dog"] > probabilities["acacia"]
+    assert "acacia" not in clusters  # too rare in spaCy's corpus for a reliable cluster
 
 
 def test_google_emoji_hold_out_the_same_emoji_as_twitter_s() -> None:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from model.contract import PRETOKENIZED, TAG, TEXTS
 from model.export import read_metadata
 from model.lexicon import CLASSES, Lexicon
+from model.word_clusters import WordClusters
 from model.words import PRETOKENIZED_SEPARATOR, tokenize, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
@@ -108,14 +109,15 @@ def test_variants_split_what_brown_keeps_together():
 
 @pytest.fixture(scope="module")
 def tagger_export(tmp_path_factory):
-    """A small tagger trained on 3,000 Brown sentences (about 30 s); (report, base)."""
+    """A small tagger trained on 3,000 Brown sentences (about 30 s), with every optional
+    spelling feature (WordNet lexicon, Brown clusters); (report, base)."""
     from training.driver import train
     from training.tag import TASK, TagConfig
 
     base = tmp_path_factory.mktemp("tag-exports")
     config = TagConfig(max_train_examples=3000, max_eval_examples=300, word_dim=32,
                        char_filters=24, units=48, epochs=3, batch_size=32, learning_rate=5e-3,
-                       patience=0, export_base=str(base),
+                       patience=0, clusters="spacy", export_base=str(base),
                        run_dir=str(tmp_path_factory.mktemp("tag-runs")))
     return train(TASK, config), base
 
@@ -144,6 +146,9 @@ def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export
     # The export holds WordNet's lemmas (the default lexicon), so it carries its licence.
     assert metadata["config"]["lexicon"] == "wordnet"
     assert "Princeton University" in (report.export_path / "WORDNET-LICENSE.txt").read_text()
+    # And spaCy's lexeme tables (--clusters spacy): their package's licence.
+    assert metadata["config"]["clusters"] == "spacy"
+    assert "ExplosionAI" in (report.export_path / "SPACY-LOOKUPS-DATA-LICENSE.txt").read_text()
 
 
 @needs_brown
@@ -408,15 +413,49 @@ def test_an_unknown_lexicon_is_refused_by_its_flag():
         lexicon(TagConfig(lexicon="wordnet3"))
 
 
+def test_word_clusters_read_a_word_as_written_and_in_lower_case():
+    """Cluster, coarse cluster (the path's first 6 bits, lowest first) and frequency
+    bucket, as written (a casing the tables lack read in lower case) and in lower case;
+    0 = unknown."""
+    # Paths as spaCy encodes them: `dog` and `cat` one cluster, `wolf` a neighbour
+    # (same first 6 bits), `the` elsewhere; `acacia` has a frequency but no cluster.
+    clusters = WordClusters({"dog": 0b1100101, "cat": 0b1100101, "wolf": 0b0100101,
+                             "the": 0b1011, "The": 0b11110},
+                            {"dog": -10.2, "cat": -10.6, "the": -3.5, "acacia": -16.4})
+    words = ["Dog", "cat", "wolf", "the", "The", "THE", "acacia", "zebra"]
+    found = clusters(tf.constant(words)).numpy().tolist()
+    ids = {word: row[:3] for word, row in zip(words, found, strict=True)}
+    lower = {word: row[3:] for word, row in zip(words, found, strict=True)}
+    assert ids["Dog"][:2] == ids["cat"][:2] and (ids["Dog"][2], ids["cat"][2]) == (11, 12)
+    assert ids["wolf"][0] != ids["cat"][0] and ids["wolf"][1] == ids["cat"][1]
+    assert ids["THE"] == ids["the"] != ids["The"]
+    assert lower["The"] == lower["THE"] == ids["the"] and lower["Dog"] == ids["Dog"]
+    assert ids["acacia"] == [0, 0, 17] and ids["zebra"] == lower["zebra"] == [0, 0, 0]
+    assert clusters.vocabulary_sizes == (5, 65, 32)
+
+
+def test_unknown_clusters_are_refused_by_their_flag():
+    from training.corpora import CorpusError
+    from training.tag import TagConfig, word_clusters
+
+    assert word_clusters(TagConfig(clusters="none")) is None
+    with pytest.raises(CorpusError, match="--clusters must be one of spacy, none"):
+        word_clusters(TagConfig(clusters="brown"))
+
+
 def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
-    """The export stores spelling features (characters, lexicon) of known spellings and
-    computes the others: the same probabilities as the model fed character ids and
-    lexicon bits, whatever mix a batch has."""
+    """The export stores spelling features (characters, lexicon, clusters) of known
+    spellings and computes the others: the same probabilities as the model fed
+    character ids, lexicon bits and cluster ids, whatever mix a batch has."""
     from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures
 
     lexicon = Lexicon({"NOUN": ["dog", "zebra"], "VERB": ["run", "sprint"]})
-    features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon)
-    model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8))
+    clusters = WordClusters({"dog": 5, "zebras": 5, "runs": 6, "sprints": 6},
+                            {"dog": -9.0, "zebras": -14.0, "away": -8.0})
+    features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon,
+                              clusters=clusters)
+    model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8),
+                   clusters.vocabulary_sizes)
     export = TaggerExport(model, features, ["A", "B", "C", "D"], ["The", "dog", "runs", "."])
     texts = ["The dog runs .", "the Dog sprints away , the dog runs .", "Zebras !"]
     out = call(export.tag, texts)

