@@ -257,10 +257,11 @@ class Tagger(GradientNormModel):
         super().__init__(**kwargs)
         self.word_counts, self.num_tags, self.config = list(word_counts), num_tags, config
         self.cluster_ids = list(cluster_ids)
+        # Cluster, cluster prefix, frequency bucket: one embedding each (none without).
+        dims = (config.cluster_dim, 8, 8) if self.cluster_ids else ()
         self.cluster_embeddings = [
             keras.layers.Embedding(size, dim, name=f"cluster_embedding{i}")
-            for i, (size, dim) in enumerate(zip(self.cluster_ids, (config.cluster_dim, 8, 8),
-                                                strict=False))]
+            for i, (size, dim) in enumerate(zip(self.cluster_ids, dims, strict=True))]
         self.word_dropout = WordDropout(config.word_dropout, self.word_counts)
         self.word_embedding = keras.layers.Embedding(len(self.word_counts), config.word_dim,
                                                      mask_zero=True, name="word_embedding")
@@ -326,9 +327,9 @@ class Tagger(GradientNormModel):
         return best, tf.gather(self.crf.marginals(scores, mask), best, batch_dims=2)
 
     def spelling(self, inputs: dict) -> tf.Tensor:
-        """`chars` (and `lexicon`) [batch, time, ...] -> what the model reads of a
-        token's spelling [batch, time, features]: its character features (and lexicon
-        bits, cluster embeddings). The same for every occurrence of a spelling, so the
+        """`chars` (and `lexicon`, `clusters`) [batch, time, ...] -> what the model reads
+        of a token's spelling [batch, time, features]: its character features (and
+        lexicon bits, cluster embeddings). The same for every occurrence of a spelling, so the
         export stores it."""
         parts = [self.chars(inputs["chars"])]
         if self.config.uses_lexicon:
