@@ -258,7 +258,7 @@ class Tagger(GradientNormModel):
         self.word_counts, self.num_tags, self.config = list(word_counts), num_tags, config
         self.cluster_ids = list(cluster_ids)
         # Cluster, cluster prefix, frequency bucket: one embedding each (none without).
-        dims = (config.cluster_dim, 8, 8) if self.cluster_ids else ()
+        dims = (config.cluster_dim, 8, 8) if config.uses_clusters else ()
         self.cluster_embeddings = [
             keras.layers.Embedding(size, dim, name=f"cluster_embedding{i}")
             for i, (size, dim) in enumerate(zip(self.cluster_ids, dims, strict=True))]

@@ -454,7 +454,8 @@ def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
                             {"dog": -9.0, "zebras": -14.0, "away": -8.0})
     features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon,
                               clusters=clusters)
-    model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8),
+    model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8,
+                                                    clusters="spacy"),
                    clusters.vocabulary_sizes)
     export = TaggerExport(model, features, ["A", "B", "C", "D"], ["The", "dog", "runs", "."])
     texts = ["The dog runs .", "the Dog sprints away , the dog runs .", "Zebras !"]

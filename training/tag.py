@@ -95,6 +95,14 @@ class TaggingData(Prepared):
     held_out: dict[str, list[Sentence]]  # "dev", "test" -> sentences
 
 
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value`, if it is one of `choices` (CorpusError naming the flag otherwise)."""
+    if value not in choices:
+        raise CorpusError(f"--{flag.replace('_', '-')} must be one of {', '.join(choices)}, "
+                          f"got {value!r}")
+    return value
+
+
 def read_sentences(path: Path, conllu_column: str) -> list[Sentence]:
     if path.suffix == ".conllu":
         return read_conllu(path, conllu_column)
@@ -112,8 +120,7 @@ def load_sentences(config: TagConfig) -> Splits[Sentence]:
                                    seed=config.seed)
             train, dev, test = split.train, dev or split.dev, test or split.test
         return Splits(train, dev, test)
-    if config.tagset not in TAGSETS:
-        raise CorpusError(f"--tagset must be one of {', '.join(TAGSETS)}, got {config.tagset!r}")
+    check_choice("tagset", config.tagset, TAGSETS)
     return load_brown()
 
 
@@ -152,10 +159,7 @@ def variant(sentence: Sentence, tagset: str, rng: random.Random) -> Sentence:
 
 
 def lexicon(config: TagConfig) -> Lexicon | None:
-    if config.lexicon not in LEXICONS:
-        raise CorpusError(f"--lexicon must be one of {', '.join(LEXICONS)}, got "
-                          f"{config.lexicon!r}")
-    if config.lexicon == "none":
+    if check_choice("lexicon", config.lexicon, LEXICONS) == "none":
         return None
     lexicon = Lexicon(load_wordnet_lemmas())
     log.info("lexicon: %s single-word WordNet lemmas (--lexicon none turns it off)",
@@ -164,10 +168,7 @@ def lexicon(config: TagConfig) -> Lexicon | None:
 
 
 def word_clusters(config: TagConfig) -> WordClusters | None:
-    if config.clusters not in CLUSTERS:
-        raise CorpusError(f"--clusters must be one of {', '.join(CLUSTERS)}, got "
-                          f"{config.clusters!r}")
-    if config.clusters == "none":
+    if check_choice("clusters", config.clusters, CLUSTERS) == "none":
         return None
     clusters = WordClusters(*load_spacy_lexemes())
     log.info("word clusters: %s words, %d Brown clusters (--clusters none turns them off)",

@@ -41,7 +41,8 @@ def _table(name: str) -> dict:
 def spacy_lexemes_licence() -> Path:
     """The package's licence (MIT), which goes with every copy of its tables (a tagger
     export holding them included)."""
-    return wheel_member(*SPACY_LOOKUPS_DATA, "spacy_lookups_data-1.0.5.dist-info/LICENSE")
+    version = SPACY_LOOKUPS_DATA[1]
+    return wheel_member(*SPACY_LOOKUPS_DATA, f"spacy_lookups_data-{version}.dist-info/LICENSE")
 
 
 def load_spacy_lexemes() -> tuple[dict[str, int], dict[str, float]]:
