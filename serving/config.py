@@ -26,9 +26,11 @@ class ServerConfig:
     metrics_host: str = option("0.0.0.0", "address the metrics port listens on (127.0.0.1 "
                                           "keeps it to scrapers on the same host or pod)")
     max_message_bytes: int = option(4 * 1024 * 1024, "largest gRPC message accepted or sent")
-    max_concurrent_streams: int = option(100, "most calls one client connection may have "
-                                              "open at once (HTTP/2 streams); its further "
-                                              "calls wait in the client")
+    max_concurrent_streams: int = option(
+        1000, "most calls one client connection may have open at once (HTTP/2 streams; "
+              "0 = no limit). Calls beyond it fail with UNAVAILABLE (the server refuses the "
+              "stream; gRPC clients do not reliably queue them), so keep it above what "
+              "one client or proxy sends at once")
     max_concurrent_rpcs: int = option(2000, "most calls the server holds at once, all "
                                             "connections together; further calls get "
                                             "RESOURCE_EXHAUSTED at once (0 = no limit)")

@@ -182,10 +182,11 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     def ms(seconds: float) -> int:
         return round(seconds * 1000) if seconds > 0 else 2**31 - 1  # INT_MAX: no limit
 
+    streams = config.max_concurrent_streams or 2**31 - 1  # 0 would allow no call at all
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+        ("grpc.max_concurrent_streams", streams),
         ("grpc.max_connection_age_ms", ms(config.max_connection_age_seconds)),
         ("grpc.max_connection_age_grace_ms", ms(config.max_connection_age_grace_seconds)),
         ("grpc.max_connection_idle_ms", ms(config.max_connection_idle_seconds)),

@@ -10,6 +10,7 @@ import time
 import grpc
 import pytest
 
+from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
 from serving.process import ServerProcess
 
@@ -72,3 +73,24 @@ def test_calls_without_a_request_message_are_ended_and_hold_bounded_memory(tiny_
     assert rss_after - early_rss < 15, (rss_before, early_rss, rss_after)
     assert rss_after - rss_before < 60, (rss_before, early_rss, rss_after)
     assert fds_after <= fds_before + 2, (fds_before, fds_after)
+
+
+@pytest.mark.parametrize("flags", [(), ("--max-concurrent-streams", "0")],
+                         ids=["default limit", "no limit"])
+def test_one_connection_may_send_hundreds_of_calls_at_once(tiny_export, flags):
+    """A proxy or a batch job multiplexes many calls onto one connection: gRPC refuses
+    streams beyond the per-connection limit with UNAVAILABLE instead of queueing them
+    (the old default of 100 failed about a third of 300 such calls), so the default
+    must leave room, and 0 must mean no limit rather than no calls."""
+    _, base = tiny_export
+    server = ServerProcess(base, "--poll-seconds", "0", *flags)
+    server.wait_until_serving()
+    try:
+        with RecurClient(server.target, timeout=60) as client:
+            request = recur_pb2.TranslateRequest(model=recur_pb2.ModelSpec(name=MODEL),
+                                                 texts=["four five"])
+            calls = [client.stub.Translate.future(request, timeout=60) for _ in range(300)]
+            texts = [call.result().results[0].hypotheses[0].text for call in calls]
+        assert texts == ["quatre cinq"] * 300
+    finally:
+        assert server.stop() == 0
