@@ -21,12 +21,17 @@ deadline passed stops counting against the queue at once and is dropped before
 any compute is spent on it.
 
 Admission: a request is refused at once (QueueFull) when the queue is full, or
-when it would likely miss its deadline: the inputs queued ahead of it at the
-model's recent throughput (measured in wall time), plus a recent slow decode
-(95th percentile; one more batch if a request-level batch may pass it over for
-its length), must fit in 80% of its remaining time. Better a fast refusal
-the client can retry elsewhere than a slow DEADLINE_EXCEEDED after the queue
-slot was spent.
+when it would likely miss its deadline: its wait for the model plus a recent slow
+decode (95th percentile) must fit in 80% of its remaining time. Request scheduling
+estimates the wait from the inputs queued ahead at the model's recent throughput
+(measured in wall time; one more batch if a batch may pass it over for its length).
+Step scheduling counts slots: the request gets the slots freed after those the
+inputs queued ahead of it take; a running input frees its slot one turnover after
+it joined, and a slot turns over in the time the queue, while inputs wait for room,
+takes to move by `max_batch_size` inputs (measured; the median decode until then).
+(A throughput average missed the wait of a burst that fills the decode at once:
+nothing ends for a whole decode.) Better a fast refusal the client can retry
+elsewhere than a slow DEADLINE_EXCEEDED after the queue slot was spent.
 """
 
 from __future__ import annotations
@@ -142,9 +147,13 @@ class Batcher:
         self._closing = False  # no new requests
         self._stopped = False  # the loop ends
         self._running = False  # a batch is on the worker thread
-        self._inputs_per_second: float | None = None  # moving average of recent batches
+        self._inputs_per_second: float | None = None  # request mode: recent batches, averaged
         self._measured = [0, 0.0]  # inputs finished, seconds busy since the last average
         self._served: collections.deque[float] = collections.deque(maxlen=128)  # s per part
+        # step mode: seconds a slot of the full decode takes to turn over (moving average),
+        # from the inputs taken since `_full[0]` while others kept waiting (`_full[1]`)
+        self._turnover: float | None = None
+        self._full: tuple[float, int] | None = None
 
     def start(self) -> None:
         metrics.QUEUE_DEPTH.labels(self.model).set(0)  # a series from the start: autoscalers
@@ -196,15 +205,10 @@ class Batcher:
         if queued + len(inputs) > self.config.max_queue_size:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
-        if deadline is not None and self._inputs_per_second:
-            # queued inputs ahead of it, then its own decode (a recent slow one); request
-            # batches may take a closer-length request before it: one more batch
-            batches = 1 + (self._decoder is None and queued >= self.config.max_batch_size)
-            wait = ((queued + len(inputs)) / self._inputs_per_second
-                    + batches * self._service_seconds())
-            if wait > (1 - ADMISSION_MARGIN) * (deadline - time.monotonic()):
-                raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
-                                "after the request's deadline; retry later or elsewhere")
+        wait = None if deadline is None else self._expected_seconds(queued, len(inputs))
+        if wait and wait > (1 - ADMISSION_MARGIN) * (deadline - time.monotonic()):
+            raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
+                            "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
         size = self.config.max_batch_size
         futures = []
@@ -273,11 +277,35 @@ class Batcher:
     def _ready_inputs(self, key: Hashable) -> int:
         return sum(len(p.inputs) for p in self._pending if p.key == key and not p.future.done())
 
-    def _service_seconds(self) -> float:
+    def _service_seconds(self, quantile: float = 0.95) -> float:
         """How long a recent slow input (95th percentile) took from start to answer."""
         if not self._served:
             return 0.0
-        return sorted(self._served)[int(0.95 * (len(self._served) - 1))]
+        return sorted(self._served)[int(quantile * (len(self._served) - 1))]
+
+    def _expected_seconds(self, queued: int, count: int) -> float | None:
+        """Until `count` inputs queued behind `queued` others are answered, if a slow
+        decode is theirs; None before anything was measured."""
+        if self._decoder is None:
+            if not self._inputs_per_second:
+                return None
+            # request batches may take a closer-length request before it: one more batch
+            batches = 1 + (queued >= self.config.max_batch_size)
+            return (queued + count) / self._inputs_per_second + batches * self._service_seconds()
+        if not self._served:
+            return None
+        return self._slot_wait(queued + count) + self._service_seconds()
+
+    def _slot_wait(self, needed: int) -> float:
+        """Step scheduling: seconds until the running decode has freed `needed` slots, in
+        order. A running input is expected to free its slot one turnover after it joined
+        (at once if it is past that), and a freed slot is taken again for as long."""
+        typical, now = self._turnover or self._service_seconds(0.5), time.monotonic()
+        frees = sorted(max(item.started + typical - now, 0.0)
+                       for item, results in self._decoding.items() for _ in results)
+        frees[:0] = [0.0] * max(self.config.max_batch_size - len(frees), 0)  # free now
+        rounds, slot = divmod(needed - 1, len(frees))
+        return frees[slot] + rounds * typical
 
     def _observe_throughput(self, inputs: int, seconds: float) -> None:
         """Feeds the moving average of inputs/s that admission uses, in windows of at
@@ -383,7 +411,6 @@ class Batcher:
         joining and dropping those handed over between steps, and posts each step's
         finished inputs and progress to the event loop without waiting for it."""
         budget = self.config.max_join_delay_ms / 1000
-        busy_since = None  # while the decode runs: since its last answers
         while not self._stopped:
             with self._inbox_lock:
                 started, self._inbox_started = self._inbox_started, []
@@ -393,14 +420,12 @@ class Batcher:
                 self._decoder.join(group)
             self._decoder.leave(leaving)  # after joining: parts may leave while starting
             if not self._decoder.rows:
-                busy_since = None
                 # `_stopped` is read after `_wake` was cleared above: a close that set both
                 # before the clear is seen here, one after it leaves `_wake` set. (Reading
                 # it only at the loop's head lost such a wake and hung the drain.)
                 if not self._stopped:
                     self._wake.wait()
                 continue
-            busy_since = busy_since or time.monotonic()
             # A stream that just joined gets its first chunk after one step, not a budget's.
             one_step = any(item.on_progress for items, _ in started for item in items)
             stepped = time.monotonic()
@@ -415,14 +440,10 @@ class Batcher:
             ended = time.monotonic()
             metrics.INFERENCE_SECONDS.labels(self.model).observe(ended - stepped)
             if finished or progress:
-                # Wall time since the last answers: admission must not count on more
-                # throughput than clients see.
-                loop.call_soon_threadsafe(self._answer, finished, progress, ended - busy_since)
-                busy_since = ended
+                loop.call_soon_threadsafe(self._answer, finished, progress)
 
-    def _answer(self, finished: list, progress: list, seconds: float) -> None:
+    def _answer(self, finished: list, progress: list) -> None:
         """On the event loop: delivers a step's progress and finished inputs."""
-        self._observe_throughput(len(finished), seconds)
         for item, index, partial in progress:
             if item.on_progress and item in self._decoding:
                 item.on_progress(item.offset + index, partial)
@@ -508,4 +529,21 @@ class Batcher:
             item.started = now
             metrics.QUEUE_WAIT_SECONDS.labels(self.model).observe(now - item.enqueued)
         metrics.QUEUE_DEPTH.labels(self.model).set(self.queued_inputs)
+        self._observe_turnover(now, sum(len(item.inputs) for item in joining))
         return joining
+
+    def _observe_turnover(self, now: float, taken: int) -> None:
+        """Feeds the slot turnover that admission uses: while inputs wait for room, the
+        decode is full and takes a new input each time one leaves."""
+        if not self._pending:
+            self._full = None
+        elif self._full is None:
+            self._full = (now, 0)
+        else:
+            since, count = self._full[0], self._full[1] + taken
+            self._full = (since, count)
+            if now - since >= 0.25 and count:
+                turnover = self.config.max_batch_size * (now - since) / count
+                self._turnover = turnover if self._turnover is None else (
+                    0.7 * self._turnover + 0.3 * turnover)
+                self._full = (now, 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -70,6 +71,18 @@ class ModelEntry:
     served: ServedModel | None = None
     loading: int = 0  # version being loaded, 0 = none
     failures: dict[int, str] = field(default_factory=dict)
+
+
+def settle_heap() -> None:
+    """Collects garbage once, then exempts every object alive (a loaded model's graphs
+    and functions are hundreds of thousands of Python objects) from later collections:
+    otherwise the collector's full passes scan them all holding the GIL, and every
+    request waits (measured: pauses of 255-271 ms, refusals' p99 222 ms instead of 10).
+    Run after each load and unload (one such pause then): what an unloaded version
+    left in reference cycles is collected, the rest stays exempt."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelRegistry:
@@ -171,6 +184,7 @@ class ModelRegistry:
         finally:
             entry.loading = 0
         previous, entry.served, entry.task = entry.served, served, served.task
+        settle_heap()
         metrics.MODEL_VERSION.labels(entry.name).set(version)
         self.on_health(entry.name, True)
         if previous:
@@ -236,6 +250,8 @@ class ModelRegistry:
         task = asyncio.get_running_loop().create_task(drain())
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
+        # once the drain's frame let go of the version, what only it held is garbage
+        task.add_done_callback(lambda _: settle_heap())
 
     def get(self, name: str, version: int = 0) -> ServedModel:
         entry = self.models.get(name)

@@ -271,6 +271,37 @@ def test_step_scheduling_keeps_to_max_batch_size_and_first_come_first_served():
     assert ["x3", "x4"] in decoder.steps, "the third joined when the shortest left"
 
 
+def test_a_burst_past_capacity_is_refused_at_once_and_what_is_admitted_meets_its_deadline():
+    """Step scheduling: a burst that fills the decode at once frees no slot for a whole
+    decode. Admission must refuse at once what cannot finish in time, answer in time
+    all it admits, and still admit what fits."""
+    async def main():
+        batcher = await stepping(Stepper(step_seconds=0.005), max_batch_size=4)
+        await asyncio.gather(*(batcher.submit("k", ["x20"]) for _ in range(4)))  # measured
+
+        async def one() -> tuple[str, float]:
+            sent = time.monotonic()
+            try:
+                await batcher.submit("k", ["x20"], deadline=sent + 1.0)
+                return "answered", time.monotonic() - sent
+            except QueueFull:
+                return "refused", time.monotonic() - sent
+            except DeadlineExpired:
+                return "late", time.monotonic() - sent
+
+        outcomes = await asyncio.gather(*(one() for _ in range(48)))
+        await batcher.close()
+        return outcomes
+
+    outcomes = run(main())
+    answered = [s for kind, s in outcomes if kind == "answered"]
+    refused = [s for kind, s in outcomes if kind == "refused"]
+    assert len(answered) + len(refused) == 48, outcomes  # none late
+    assert max(answered) < 1.0
+    assert max(refused) < 0.05
+    assert len(answered) >= 12, "four rounds of four fit in 80 % of the deadline"
+
+
 def test_a_cancelled_or_expired_request_leaves_the_running_decode():
     async def main():
         decoder = Stepper()

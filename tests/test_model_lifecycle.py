@@ -3,11 +3,14 @@ exports next to good ones, and SIGTERM with requests in flight."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import grpc
@@ -15,8 +18,12 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from protos.recur.v1 import recur_pb2
+from serving.batcher import BatchingConfig
 from serving.client import RecurClient
+from serving.config import LimitsConfig
 from serving.process import ServerProcess
+from serving.registry import ModelRegistry
+from serving.tasks import load_tasks
 from tests.test_server_e2e import metric, scrape
 
 pytestmark = pytest.mark.slow
@@ -229,3 +236,33 @@ def test_sigterm_lets_in_flight_requests_finish(base):
     # gRPC itself (CANCELLED); calls after that are refused (UNAVAILABLE). None is lost.
     refused = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
     assert set(outcomes) <= {"six sept huit neuf", *refused}, outcomes
+
+
+def test_loaded_models_are_kept_out_of_garbage_collection_and_a_replaced_one_is_freed(
+        tiny_export, tmp_path):
+    """A loaded export is hundreds of thousands of Python objects; a full garbage
+    collection scanning them holds the GIL for a quarter of a second while every request
+    waits. The registry exempts them (gc.freeze) after each load, and must still free a
+    version it replaced."""
+    _, exports = tiny_export
+    base = tmp_path / "exports"
+    shutil.copytree(exports / MODEL / "1", base / MODEL / "1")
+
+    async def main():
+        registry = ModelRegistry(base, BatchingConfig(), load_tasks(), LimitsConfig())
+        await registry.load_all()
+        try:
+            first = weakref.ref(registry.get(MODEL).saved_model)
+            frozen = gc.get_freeze_count()
+            publish(base, exports / MODEL / "1", 2)
+            await registry.refresh()
+            assert registry.get(MODEL).version == 2
+            await asyncio.gather(*registry._draining)
+            await asyncio.sleep(0)  # the drain's done callbacks
+        finally:
+            await registry.close()
+        return first, frozen
+
+    first, frozen = asyncio.run(main())
+    assert frozen > 10_000, "the loaded model is still scanned by every full collection"
+    assert first() is None, "version 1 was never freed"
