@@ -284,8 +284,8 @@ class Batcher:
         return sorted(self._served)[int(quantile * (len(self._served) - 1))]
 
     def _expected_seconds(self, queued: int, count: int) -> float | None:
-        """Until `count` inputs queued behind `queued` others are answered, if a slow
-        decode is theirs; None before anything was measured."""
+        """Seconds until `count` inputs queued behind `queued` others are answered, if
+        theirs is a slow decode; None before anything was measured."""
         if self._decoder is None:
             if not self._inputs_per_second:
                 return None
@@ -308,8 +308,8 @@ class Batcher:
         return frees[slot] + rounds * typical
 
     def _observe_throughput(self, inputs: int, seconds: float) -> None:
-        """Feeds the moving average of inputs/s that admission uses, in windows of at
-        least 50 ms busy (single steps are too short to measure alone)."""
+        """Request scheduling: feeds the moving average of inputs/s that admission uses,
+        in windows of at least 50 ms busy."""
         self._measured[0] += inputs
         self._measured[1] += seconds
         if self._measured[1] >= 0.05:
