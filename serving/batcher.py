@@ -416,23 +416,26 @@ class Batcher:
                 started, self._inbox_started = self._inbox_started, []
                 leaving, self._inbox_leaving = self._inbox_leaving, set()
                 self._wake.clear()
-            for _, group in started:
-                self._decoder.join(group)
-            self._decoder.leave(leaving)  # after joining: parts may leave while starting
-            if not self._decoder.rows:
-                # `_stopped` is read after `_wake` was cleared above: a close that set both
-                # before the clear is seen here, one after it leaves `_wake` set. (Reading
-                # it only at the loop's head lost such a wake and hung the drain.)
-                if not self._stopped:
-                    self._wake.wait()
-                continue
-            # A stream that just joined gets its first chunk after one step, not a budget's.
-            one_step = any(item.on_progress for items, _ in started for item in items)
-            stepped = time.monotonic()
             try:
+                for _, group in started:
+                    self._decoder.join(group)
+                self._decoder.leave(leaving)  # after joining: parts may leave while starting
+                if not self._decoder.rows:
+                    # `_stopped` is read after `_wake` was cleared above: a close that set
+                    # both before the clear is seen here, one after it leaves `_wake` set.
+                    # (Reading it only at the loop's head lost such a wake and hung the
+                    # drain.)
+                    if not self._stopped:
+                        self._wake.wait()
+                    continue
+                # A stream that just joined gets its first chunk after one step, not a
+                # budget's.
+                one_step = any(item.on_progress for items, _ in started for item in items)
+                stepped = time.monotonic()
                 finished, progress = self._decoder.step(
                     0.0 if one_step or self._wake.is_set() else budget)
             except Exception as error:  # the model failed: every decoding request hears it
+                # (joining too: were this thread to end, they would wait forever)
                 log.exception("decoding step failed on model %s", self.model)
                 self._decoder.reset()
                 loop.call_soon_threadsafe(self._fail_decoding, error)

@@ -323,17 +323,25 @@ def test_a_cancelled_or_expired_request_leaves_the_running_decode():
     assert steps < 1000  # 0.3 s of 2 ms steps, then the short one
 
 
-def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on():
+@pytest.mark.parametrize("fails_in", ["step", "join"])
+def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on(fails_in):
+    """Also when joining fails (concatenating a started input to the running decode):
+    the decode thread must not die with requests left waiting forever."""
     class Exploding(Stepper):
         def step(self, max_seconds=0.0):
             if any(text == "x666" for _, text in self.running.values()):
                 raise ValueError("model exploded")
             return super().step(max_seconds)
 
+        def join(self, started):
+            if fails_in == "join" and any(text == "x667" for *_, text in started):
+                raise ValueError("join exploded")
+            super().join(started)
+
     async def main():
         batcher = await stepping(Exploding(), batch_timeout_ms=1)
         with pytest.raises(ValueError, match="exploded"):
-            await batcher.submit("k", ["x666"])
+            await batcher.submit("k", ["x666" if fails_in == "step" else "x667"])
         after = await batcher.submit("k", ["x2"])
         await batcher.close()
         return after
