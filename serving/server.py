@@ -179,10 +179,12 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     connection, and connection lifetimes. A call whose request message never arrives
     never reaches a handler, so only the connection's age, a dead peer's missed
     keepalive ping, or the server's call limit can end it."""
-    def ms(seconds: float) -> int:
-        return round(seconds * 1000) if seconds > 0 else 2**31 - 1  # INT_MAX: no limit
+    no_limit = 2**31 - 1  # INT_MAX (a limit of 0 would allow no call at all)
 
-    streams = config.max_concurrent_streams or 2**31 - 1  # 0 would allow no call at all
+    def ms(seconds: float) -> int:
+        return round(seconds * 1000) if seconds > 0 else no_limit
+
+    streams = config.max_concurrent_streams or no_limit
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
