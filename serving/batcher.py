@@ -90,7 +90,8 @@ class DeadlineExpired(Exception):
 
 
 class BatcherClosed(Exception):
-    """The model is being unloaded or the server is shutting down."""
+    """The model is being unloaded or the server is shutting down (or its batcher stopped
+    on an error, and the model is being reloaded)."""
 
 
 @dataclass(eq=False)  # hashed by identity: the step decoder's ticket
@@ -117,11 +118,14 @@ class Batcher:
       input_length: size of one input, to batch similar sizes together (request
         scheduling); `len` of the input by default (the server passes
         `serving.task.row_length`: characters of its texts).
+      on_failure: called (on the event loop) if the batcher stops on an error of its own,
+        after its requests failed with BatcherClosed; the registry reloads the model.
     """
 
     def __init__(self, model: str, run_batch: RunBatch, config: BatchingConfig,
                  decoder: StepDecoder | None = None,
-                 input_length: Callable[[Any], int] = len):
+                 input_length: Callable[[Any], int] = len,
+                 on_failure: Callable[[], None] | None = None):
         if config.scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {SCHEDULING}, got {config.scheduling!r}")
         if config.scheduling == "step" and decoder is None:
@@ -130,6 +134,8 @@ class Batcher:
         self.config = config
         self._run_batch = run_batch
         self._input_length = input_length
+        self._on_failure = on_failure
+        self.failed = False  # stopped on an error of its own (not by `close`)
         self._decoder = decoder if config.scheduling == "step" else None
         self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
         self._wake = threading.Event()  # step mode: the decode thread has news
@@ -163,8 +169,27 @@ class Batcher:
         self._task.add_done_callback(self._report_exit)
 
     def _report_exit(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("batcher of model %s stopped", self.model, exc_info=task.exception())
+        """If the batcher's loop ended on an error (a bug: model failures are caught), its
+        requests would wait forever, new ones would be refused while health says SERVING,
+        and the decode thread would keep the process from exiting on SIGTERM. So every
+        request fails (UNAVAILABLE: retryable), the threads end, and `on_failure` hears."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("batcher of model %s stopped on an error; its requests fail (UNAVAILABLE) "
+                  "and the model is reloaded", self.model, exc_info=task.exception())
+        metrics.BATCHER_FAILURES.labels(self.model).inc()
+        self.failed = self._closing = self._stopped = True
+        self._wake.set()  # the decode thread ends
+        error = BatcherClosed(f"model {self.model!r} stopped on an internal error and is "
+                              "reloading")
+        for item in [*self._pending, *self._decoding]:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self._pending.clear()
+        self._decoding.clear()
+        metrics.QUEUE_DEPTH.labels(self.model).set(0)
+        if self._on_failure:
+            self._on_failure()
 
     async def close(self, drain: bool = False) -> None:
         """Stops taking requests. A running batch finishes; queued requests finish too with
@@ -338,8 +363,8 @@ class Batcher:
                     break
             self._prune(time.monotonic())
             if self._pending and not self._stopped:
-                self._running = True
                 batch = self._take_batch(self._pending[0].key)
+                self._running = True
                 busy_since = busy_since or time.monotonic()
                 try:
                     await self._run(batch)
@@ -448,8 +473,13 @@ class Batcher:
     def _answer(self, finished: list, progress: list) -> None:
         """On the event loop: delivers a step's progress and finished inputs."""
         for item, index, partial in progress:
-            if item.on_progress and item in self._decoding:
-                item.on_progress(item.offset + index, partial)
+            if item.on_progress and item in self._decoding and not item.future.done():
+                try:
+                    item.on_progress(item.offset + index, partial)
+                except Exception as error:  # that stream fails (and leaves); not the others
+                    log.exception("progress callback failed on model %s", self.model)
+                    item.future.set_exception(error)
+                    self._arrived.set()  # it leaves the decode at the loop's next turn
         now = time.monotonic()
         for item, index, result in finished:
             results = self._decoding.get(item)

@@ -45,5 +45,9 @@ DROPPED = Counter("recur_batcher_dropped_total",
 MODEL_VERSION = Gauge("recur_model_version", "Newest loaded version of each model", ["model"])
 MODELS_SERVING = Gauge("recur_models_serving", "Models with a version loaded and serving "
                        "(0 while the first models load, and whenever none can be served)")
+BATCHER_FAILURES = Counter("recur_batcher_failures_total",
+                           "Batchers that stopped on an error of their own (their requests "
+                           "failed with UNAVAILABLE and the model was reloaded): a bug to "
+                           "report", ["model"])
 MODEL_LOAD_FAILURES = Counter("recur_model_load_failures_total",
                               "Model versions that failed to load", ["model"])

@@ -102,7 +102,7 @@ class ModelRegistry:
         self.on_health = on_health or (lambda name, serving: None)
         self.models: dict[str, ModelEntry] = {}
         self.loaded = False  # True once the first scan has finished
-        self._draining: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()  # drains and reloads under way
 
     async def load_all(self) -> None:
         """The first scan: loads the newest version of every model directory."""
@@ -130,6 +130,7 @@ class ModelRegistry:
                 self.models[name] = ModelEntry(name)
                 # a sample from the start, so that increase() sees the first failure
                 metrics.MODEL_LOAD_FAILURES.labels(name).inc(0)
+                metrics.BATCHER_FAILURES.labels(name).inc(0)
             entry = self.models[name]
             current = entry.served.version if entry.served else 0
             if current and current not in found_versions:
@@ -219,7 +220,8 @@ class ModelRegistry:
                 batching = dataclasses.replace(batching, scheduling="request")
         rows = task.warm_up(metadata, self.limits).merged()
         await asyncio.to_thread(self._warm_up, runner, decoder, rows)
-        batcher = Batcher(name, runner, batching, decoder, input_length=row_length)
+        batcher = Batcher(name, runner, batching, decoder, input_length=row_length,
+                          on_failure=lambda: self._batcher_failed(name, version))
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
                  task.name, batching.scheduling, path, time.monotonic() - started)
@@ -239,6 +241,23 @@ class ModelRegistry:
                     while decoder.rows:
                         decoder.step()
 
+    def _batcher_failed(self, name: str, version: int) -> None:
+        """The batcher of `name` `version` stopped on an error: health NOT_SERVING until
+        the same version, loaded again with a new batcher, replaces it."""
+        entry = self.models.get(name)
+        if entry is None or entry.served is None or entry.served.version != version:
+            return
+        self.on_health(name, False)
+
+        async def reload():
+            if not await self._load_version(entry, version):  # reported; stays unhealthy
+                log.error("%s version %d could not be reloaded after its batcher failed",
+                          name, version)
+
+        task = asyncio.get_running_loop().create_task(reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _drain(self, served: ServedModel) -> None:
         """Lets `served` finish its queued requests, then unloads it (in the background)."""
         async def drain():
@@ -248,8 +267,8 @@ class ModelRegistry:
                 metrics.QUEUE_DEPTH.remove(served.name)
 
         task = asyncio.get_running_loop().create_task(drain())
-        self._draining.add(task)
-        task.add_done_callback(self._draining.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         # once the drain's frame let go of the version, what only it held is garbage
         task.add_done_callback(lambda _: settle_heap())
 
@@ -271,7 +290,9 @@ class ModelRegistry:
 
     async def close(self) -> None:
         """Drains every model (after the server stopped taking RPCs)."""
+        # A reload under way first: the version it loads must be drained too.
+        await asyncio.gather(*self._background, return_exceptions=True)
         for entry in self.models.values():
             if entry.served:
                 self._drain(entry.served)
-        await asyncio.gather(*self._draining, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)

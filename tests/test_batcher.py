@@ -455,3 +455,54 @@ def test_a_streaming_request_hears_each_step_and_leaves_when_cancelled():
     assert endless[:3] == [(0, "99999 left"), (0, "99998 left"), (0, "99997 left")]
     assert after == ["x2 done"]
     assert "x100000" not in decoder.steps[-1], "the cancelled stream left the decode"
+
+
+def test_a_stream_whose_callback_fails_fails_alone_and_the_others_are_answered():
+    """A failing progress callback (say, a client's writer) used to skip the rest of that
+    step's delivery: requests finishing in the same step waited forever."""
+    async def main():
+        batcher = await stepping(Stepper(), batch_timeout_ms=1, max_batch_size=4)
+
+        def broken(index: int, text: str) -> None:
+            raise OSError("stream writer closed")
+
+        outcome = await asyncio.gather(
+            batcher.submit("k", ["x3"], on_progress=broken), batcher.submit("k", ["x3"]),
+            batcher.submit("k", ["x1"]), return_exceptions=True)
+        after = await batcher.submit("k", ["x2"])
+        await batcher.close()
+        return outcome, after
+
+    outcome, after = run(main())
+    assert isinstance(outcome[0], OSError) and outcome[1:] == [["x3 done"], ["x1 done"]]
+    assert after == ["x2 done"]
+
+
+def test_a_batcher_that_stops_on_its_own_error_fails_its_requests_and_says_so():
+    """An error in the batcher's own loop (a bug, not the model's failure) used to leave
+    its requests waiting forever and refuse new ones while the server looked healthy.
+    Now every request fails at once with BatcherClosed (UNAVAILABLE: retry), the owner
+    hears it (the registry reloads the model) and its thread ends (SIGTERM still works)."""
+    def length(text: str) -> int:
+        if text == "poison":
+            raise TypeError("no length")
+        return len(text)
+
+    async def main():
+        model, failures = Model(), []
+        batcher = Batcher("m", model, BatchingConfig(scheduling="request", batch_timeout_ms=20),
+                          input_length=length, on_failure=lambda: failures.append(True))
+        batcher.start()
+        began = time.monotonic()
+        outcome = await asyncio.gather(batcher.submit("k", ["fine"]),
+                                       batcher.submit("k", ["poison"]), return_exceptions=True)
+        failed_in = time.monotonic() - began
+        with pytest.raises(BatcherClosed):
+            await batcher.submit("k", ["later"])
+        await asyncio.wait_for(batcher.close(drain=True), 5)
+        return outcome, failed_in, failures, batcher, model
+
+    outcome, failed_in, failures, batcher, model = run(main())
+    assert all(isinstance(o, BatcherClosed) for o in outcome), outcome
+    assert "internal error" in str(outcome[0]) and failed_in < 1.0
+    assert failures == [True] and batcher.failed and model.batches == []

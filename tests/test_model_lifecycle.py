@@ -14,11 +14,12 @@ import weakref
 from pathlib import Path
 
 import grpc
+import prometheus_client
 import pytest
 from grpc_health.v1 import health_pb2
 
 from protos.recur.v1 import recur_pb2
-from serving.batcher import BatchingConfig
+from serving.batcher import BatcherClosed, BatchingConfig
 from serving.client import RecurClient
 from serving.config import LimitsConfig
 from serving.process import ServerProcess
@@ -265,3 +266,46 @@ def test_loaded_models_are_kept_out_of_garbage_collection_and_a_replaced_one_is_
     first, frozen = asyncio.run(main())
     assert frozen > 10_000, "the loaded model is still scanned by every full collection"
     assert first() is None, "version 1 was never freed"
+
+
+def test_a_model_whose_batcher_fails_turns_not_serving_and_is_reloaded(tiny_export, tmp_path):
+    """If a model's batcher stops on an error of its own (a bug), its requests fail at once
+    (UNAVAILABLE), its health turns NOT_SERVING, and the same version is loaded again with
+    a new batcher that answers: before, the model refused every request until a restart
+    while its health said SERVING."""
+    _, exports = tiny_export
+    base = tmp_path / "exports"
+    shutil.copytree(exports / MODEL / "1", base / MODEL / "1")
+    failures = batcher_failures()
+
+    async def main():
+        health: list[tuple[str, bool]] = []
+        registry = ModelRegistry(base, BatchingConfig(scheduling="request"), load_tasks(),
+                                 LimitsConfig(), lambda name, up: health.append((name, up)))
+        await registry.load_all()
+        try:
+            broken = registry.get(MODEL)
+            sample = load_tasks()[broken.task].warm_up(broken.metadata, LimitsConfig())
+            with pytest.raises(BatcherClosed, match="internal error"):
+                # a row the batcher cannot size for batching: its loop ends on the error
+                await broken.batcher.submit(sample.key, [object()])
+            for _ in range(600):
+                if registry.get(MODEL) is not broken:
+                    break
+                await asyncio.sleep(0.1)
+            answers = await registry.get(MODEL).batcher.submit(sample.key, sample.merged())
+        finally:
+            await registry.close()
+        return health, broken, answers
+
+    health, broken, answers = asyncio.run(main())
+    assert broken.batcher.failed
+    assert health == [(MODEL, True), (MODEL, False), (MODEL, True)]
+    assert len(answers) == 1 and answers[0]
+    assert batcher_failures() == failures + 1
+
+
+def batcher_failures() -> float:
+    """This process' count (the registry above runs in it)."""
+    return prometheus_client.REGISTRY.get_sample_value("recur_batcher_failures_total",
+                                                       {"model": MODEL}) or 0.0
