@@ -5,7 +5,8 @@ the words on both sides: each word is a word embedding (looked up by its normali
 form) beside features of its spelling (a character CNN over it, so unseen words, capitals
 and suffixes still count, and optionally the open classes a dictionary allows it,
 `model/lexicon.py`, and its Brown cluster and frequency in a large unannotated corpus,
-`model/word_clusters.py`), then stacked bidirectional recurrent layers and a softmax over the
+`model/word_clusters.py`, and its pre-trained word vector, `model/word_vectors.py`),
+then stacked bidirectional recurrent layers and a softmax over the
 tags at each position, or (`--output crf`) a linear-chain CRF over the sequence of tags
 (`model/crf.py`). Padding is masked: a token's tag never depends on how long the other
 sentences of its batch are.
@@ -32,6 +33,7 @@ from model.export import portable_kernels
 from model.gradient_norm import GradientNormModel
 from model.lexicon import Lexicon
 from model.word_clusters import WordClusters
+from model.word_vectors import WordVectors
 from model.words import split_pretokenized, tokenize
 
 PAD_ID, UNKNOWN_ID = 0, 1  # word ids; the vocabulary starts at 2
@@ -74,6 +76,10 @@ class TaggerConfig:
                                     "once) or none (measured: no gain on Brown's dev "
                                     "files, see the README)")
     cluster_dim: int = option(32, "Brown cluster embedding size")
+    vectors: str = option("glove", "pre-trained word vectors, fixed, beside the learnt "
+                                   "embedding: glove (GloVe 6B 100-d, 341,479 lower-case "
+                                   "English words; a 110 MB download once, about 90 MB of "
+                                   "export) or none (a tagger of another language)")
     output: str = option("softmax", "softmax: each word's most probable tag on its own; "
                                     "crf: the most probable sequence of tags, with learnt "
                                     "scores for neighbouring tags (a linear-chain CRF)")
@@ -85,6 +91,10 @@ class TaggerConfig:
     @property
     def uses_clusters(self) -> bool:
         return self.clusters != "none"
+
+    @property
+    def uses_vectors(self) -> bool:
+        return self.vectors != "none"
 
 
 def normalize_words(tokens: tf.Tensor) -> tf.Tensor:
@@ -101,14 +111,16 @@ class TaggerFeatures(tf.Module):
         frequent first; every other word is unknown.
       lexicon: adds `lexicon` features (for a model with `uses_lexicon`).
       clusters: adds `clusters` ids (for a model with `uses_clusters`).
+      vectors: adds `vectors` (for a model with `uses_vectors`).
     """
 
     def __init__(self, vocabulary: Sequence[str], max_word_chars: int,
-                 lexicon: Lexicon | None = None, clusters: WordClusters | None = None):
+                 lexicon: Lexicon | None = None, clusters: WordClusters | None = None,
+                 vectors: WordVectors | None = None):
         super().__init__(name="tagger_features")
         self.vocabulary_size = len(vocabulary) + 2
         self.max_word_chars = max_word_chars
-        self.lexicon, self.clusters = lexicon, clusters
+        self.lexicon, self.clusters, self.vectors = lexicon, clusters, vectors
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(vocabulary), tf.string),
@@ -128,12 +140,15 @@ class TaggerFeatures(tf.Module):
     def spelled(self, tokens: tf.Tensor) -> dict[str, tf.Tensor]:
         """tokens [n] -> what depends on the spelling alone: `chars` [n, max_word_chars
         + 2] int32, with a lexicon `lexicon` [n, lexicon.FEATURES] float32, with clusters
-        `clusters` [n, word_clusters.FEATURES] int32."""
+        `clusters` [n, word_clusters.FEATURES] int32, with vectors `vectors` [n,
+        vectors.features] float32."""
         spelled = {"chars": self.chars(tokens)}
         if self.lexicon is not None:
             spelled["lexicon"] = self.lexicon(tokens)
         if self.clusters is not None:
             spelled["clusters"] = self.clusters(tokens)
+        if self.vectors is not None:
+            spelled["vectors"] = self.vectors(tokens)
         return spelled
 
     def words(self, tokens: tf.Tensor) -> tf.Tensor:
@@ -242,7 +257,8 @@ CHAR_ENCODERS = ("cnn", "bilstm")
 class Tagger(GradientNormModel):
     """{"words": [batch, time], "chars": [batch, time, chars], with `uses_lexicon` also
     "lexicon": [batch, time, lexicon.FEATURES], with `uses_clusters` also "clusters"
-    [batch, time, word_clusters.FEATURES]} -> logits [batch, time, tags] (float32),
+    [batch, time, word_clusters.FEATURES], with `uses_vectors` also "vectors" [batch, time,
+    WordVectors.features]} -> logits [batch, time, tags] (float32),
     masked where words is padding. Instead of the spelling's inputs, the export gives
     "spelling" [batch, time, features]: what `self.spelling` makes of them.
 
@@ -327,10 +343,10 @@ class Tagger(GradientNormModel):
         return best, tf.gather(self.crf.marginals(scores, mask), best, batch_dims=2)
 
     def spelling(self, inputs: dict) -> tf.Tensor:
-        """`chars` (and `lexicon`, `clusters`) [batch, time, ...] -> what the model reads
-        of a token's spelling [batch, time, features]: its character features (and
-        lexicon bits, cluster embeddings). The same for every occurrence of a spelling, so the
-        export stores it."""
+        """`chars` (and `lexicon`, `clusters`, `vectors`) [batch, time, ...] -> what the
+        model reads of a token's spelling [batch, time, features]: its character features
+        (and lexicon bits, cluster embeddings, word vector). The same for every occurrence
+        of a spelling, so the export stores it."""
         parts = [self.chars(inputs["chars"])]
         if self.config.uses_lexicon:
             parts.append(keras.ops.cast(inputs["lexicon"], parts[0].dtype))
@@ -339,6 +355,8 @@ class Tagger(GradientNormModel):
         parts += [embedding(inputs["clusters"][..., casing * per_casing + i])
                   for casing in range(2)
                   for i, embedding in enumerate(self.cluster_embeddings)]
+        if self.config.uses_vectors:
+            parts.append(keras.ops.cast(inputs["vectors"], parts[0].dtype))
         return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def compute_mask(self, inputs, previous_mask=None):

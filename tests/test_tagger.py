@@ -23,6 +23,7 @@ from model.contract import PRETOKENIZED, TAG, TEXTS
 from model.export import read_metadata
 from model.lexicon import CLASSES, Lexicon
 from model.word_clusters import WordClusters
+from model.word_vectors import WordVectors
 from model.words import PRETOKENIZED_SEPARATOR, tokenize, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
@@ -109,15 +110,16 @@ def test_variants_split_what_brown_keeps_together():
 
 @pytest.fixture(scope="module")
 def tagger_export(tmp_path_factory):
-    """A small tagger trained on 3,000 Brown sentences (about 30 s), with every optional
-    spelling feature (WordNet lexicon, Brown clusters); (report, base)."""
+    """A small tagger trained on 3,000 Brown sentences (about 30 s), with the default
+    spelling features (WordNet lexicon, GloVe vectors); (report, base). Brown clusters,
+    off by default, are covered by the unit tests below."""
     from training.driver import train
     from training.tag import TASK, TagConfig
 
     base = tmp_path_factory.mktemp("tag-exports")
     config = TagConfig(max_train_examples=3000, max_eval_examples=300, word_dim=32,
                        char_filters=24, units=48, epochs=3, batch_size=32, learning_rate=5e-3,
-                       patience=0, clusters="spacy", export_base=str(base),
+                       patience=0, export_base=str(base),
                        run_dir=str(tmp_path_factory.mktemp("tag-runs")))
     return train(TASK, config), base
 
@@ -146,9 +148,10 @@ def test_training_reports_accuracy_and_writes_the_confusion_matrix(tagger_export
     # The export holds WordNet's lemmas (the default lexicon), so it carries its licence.
     assert metadata["config"]["lexicon"] == "wordnet"
     assert "Princeton University" in (report.export_path / "WORDNET-LICENSE.txt").read_text()
-    # And spaCy's lexeme tables (--clusters spacy): their package's licence.
-    assert metadata["config"]["clusters"] == "spacy"
-    assert "ExplosionAI" in (report.export_path / "SPACY-LOOKUPS-DATA-LICENSE.txt").read_text()
+    # And GloVe's vectors (the default --vectors glove): theirs and their packager's.
+    assert metadata["config"]["vectors"] == "glove"
+    notice = (report.export_path / "GLOVE-LICENSE.txt").read_text()
+    assert "GRAYPE Systems" in notice and "Public Domain Dedication and License" in notice
 
 
 @needs_brown
@@ -241,7 +244,7 @@ def test_training_on_a_users_treebank(tmp_path, form, output):
     out = subprocess.run(
         [sys.executable, "-m", "training.run", "tag", "--train-file", str(path), "--epochs",
          "6", "--learning-rate", "0.01", "--units", "16", "--word-dim", "16",
-         "--char-filters", "8", "--lexicon", "none", "--output", output,
+         "--char-filters", "8", "--lexicon", "none", "--vectors", "none", "--output", output,
          "--run-dir", str(tmp_path / "runs"),
          "--export-base",
          str(tmp_path / "exports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -443,19 +446,46 @@ def test_unknown_clusters_are_refused_by_their_flag():
         word_clusters(TagConfig(clusters="brown"))
 
 
+def test_word_vectors_read_a_word_in_lower_case_then_its_stem_then_its_last_part():
+    """A token's vector: of its lower case, else without a possessive 's, else of the
+    hyphenated compound's last part; zeros and a 0 'found' feature when none."""
+    words = ["the", "atlanta", "floor", "'s", "years", "-"]
+    vectors = WordVectors(words, np.arange(12, dtype=np.float16).reshape(6, 2) + 1)
+    tokens = ["The", "ATLANTA'S", "Atlanta", "first-floor", "'s", "years'", "--",
+              "zebra", "floor-", ""]
+    found = vectors(tf.constant(tokens)).numpy()
+    assert found.dtype == np.float32 and vectors.features == 3
+    rows = {token: found[i].tolist() for i, token in enumerate(tokens)}
+    assert rows["The"] == [1, 2, 1] and rows["Atlanta"] == rows["ATLANTA'S"] == [3, 4, 1]
+    assert rows["first-floor"] == [5, 6, 1] and rows["'s"] == [7, 8, 1]
+    assert rows["years'"] == [9, 10, 1] and rows["--"] == [11, 12, 1]
+    assert rows["zebra"] == rows["floor-"] == rows[""] == [0, 0, 0]
+
+
+def test_unknown_vectors_are_refused_by_their_flag():
+    from training.corpora import CorpusError
+    from training.tag import TagConfig, word_vectors
+
+    assert word_vectors(TagConfig(vectors="none")) is None
+    with pytest.raises(CorpusError, match="--vectors must be one of glove, none"):
+        word_vectors(TagConfig(vectors="word2vec"))
+
+
 def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
-    """The export stores spelling features (characters, lexicon, clusters) of known
-    spellings and computes the others: the same probabilities as the model fed
-    character ids, lexicon bits and cluster ids, whatever mix a batch has."""
+    """The export stores spelling features (characters, lexicon, clusters, word vectors)
+    of known spellings and computes the others: the same probabilities as the model fed
+    character ids, lexicon bits, cluster ids and vectors, whatever mix a batch has."""
     from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures
 
     lexicon = Lexicon({"NOUN": ["dog", "zebra"], "VERB": ["run", "sprint"]})
     clusters = WordClusters({"dog": 5, "zebras": 5, "runs": 6, "sprints": 6},
                             {"dog": -9.0, "zebras": -14.0, "away": -8.0})
+    vectors = WordVectors(["dog", "zebras", "sprints", "away"],
+                          np.random.default_rng(0).normal(size=(4, 5)).astype(np.float16))
     features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon,
-                              clusters=clusters)
+                              clusters=clusters, vectors=vectors)
     model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8,
-                                                    clusters="spacy"),
+                                                    clusters="spacy", vectors="glove"),
                    clusters.vocabulary_sizes)
     export = TaggerExport(model, features, ["A", "B", "C", "D"], ["The", "dog", "runs", "."])
     texts = ["The dog runs .", "the Dog sprints away , the dog runs .", "Zebras !"]

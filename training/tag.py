@@ -25,12 +25,14 @@ from model.contract import PRETOKENIZED, TAG, TEXTS, Meta
 from model.lexicon import Lexicon
 from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures, normalize_words
 from model.word_clusters import WordClusters
+from model.word_vectors import WordVectors
 from model.words import PRETOKENIZED_SEPARATOR
 from training.config import TrainingConfig
 from training.corpora import (
     CorpusError,
     Splits,
     load_brown,
+    load_glove,
     load_spacy_lexemes,
     load_wordnet_lemmas,
     read_conllu,
@@ -38,6 +40,7 @@ from training.corpora import (
     split_fraction,
 )
 from training.corpora.brown import CORPUS_BROWN
+from training.corpora.glove import glove_licence
 from training.corpora.spacy_lexemes import spacy_lexemes_licence
 from training.corpora.tagsets import CURRENCY, POSSESSIVE, to_universal
 from training.corpora.wordnet import wordnet_licence
@@ -52,6 +55,7 @@ Sentence = list[tuple[str, str]]
 TAGSETS = ("universal", "brown")
 LEXICONS = ("wordnet", "none")
 CLUSTERS = ("spacy", "none")
+VECTORS = ("glove", "none")
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,15 @@ def word_clusters(config: TagConfig) -> WordClusters | None:
     return clusters
 
 
+def word_vectors(config: TagConfig) -> WordVectors | None:
+    if check_choice("vectors", config.vectors, VECTORS) == "none":
+        return None
+    vectors = WordVectors(*load_glove())
+    log.info("word vectors: GloVe, %s words of %d dimensions (--vectors none turns them "
+             "off)", f"{vectors.words:,}", vectors.features - 1)
+    return vectors
+
+
 def ragged(sentences: list[Sentence], tag_ids: dict[str, int]
            ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
     lengths = [len(s) for s in sentences]
@@ -229,7 +242,8 @@ class TagTask(TrainingTask):
     # model of the README (about 20 minutes here: early stopping ends it). One recurrent
     # layer: a second one (`--layers 2`) reached the same dev accuracy at twice the cost.
     # Halving the learning rate at each epoch without a better dev accuracy took dev
-    # from 98.10 to 98.19 % (and test from 98.19 to 98.27 %).
+    # from 98.10 to 98.19 % (and test from 98.19 to 98.27 %); the GloVe vectors (the
+    # default `vectors`) took dev to 98.34 % (test 98.43 %, 93.25 % on unseen words).
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": dict(word_dim=64, char_filters=32, units=64, epochs=2, batch_size=32,
                       learning_rate=3e-3, patience=0),
@@ -264,7 +278,7 @@ class TagTask(TrainingTask):
         # Early stopping reads the dev sentences whose tags the model knows.
         known_dev = [s for s in held_out["dev"] if all(t in tag_ids for _, t in s)]
         features = TaggerFeatures(vocabulary.words, config.max_word_chars, lexicon(config),
-                                  word_clusters(config))
+                                  word_clusters(config), word_vectors(config))
         spellings = collections.Counter(w for s in train + extra for w, _ in s).most_common()
         return TaggingData(
             train=tagging_batches(*ragged(train + extra, tag_ids), features,
@@ -294,6 +308,8 @@ class TagTask(TrainingTask):
             shutil.copyfile(wordnet_licence(), path / "WORDNET-LICENSE.txt")
         if config.clusters == "spacy":  # and spaCy's lexeme tables: theirs
             shutil.copyfile(spacy_lexemes_licence(), path / "SPACY-LOOKUPS-DATA-LICENSE.txt")
+        if config.vectors == "glove":  # and GloVe's vectors: theirs and winkjs'
+            (path / "GLOVE-LICENSE.txt").write_text(glove_licence(), encoding="utf-8")
 
     def evaluate(self, config: TagConfig, path: Path, data: TaggingData) -> dict[str, float]:
         """Accuracy per split through the exported signature, called as the server calls

