@@ -32,6 +32,7 @@ from model.crf import CRF
 from model.export import portable_kernels
 from model.gradient_norm import GradientNormModel
 from model.lexicon import Lexicon
+from model.recurrent_inference import RecurrentInference
 from model.word_clusters import WordClusters
 from model.word_vectors import WordVectors
 from model.words import split_pretokenized, tokenize
@@ -259,8 +260,8 @@ class Tagger(GradientNormModel):
     "lexicon": [batch, time, lexicon.FEATURES], with `uses_clusters` also "clusters"
     [batch, time, word_clusters.FEATURES], with `uses_vectors` also "vectors" [batch, time,
     WordVectors.features]} -> logits [batch, time, tags] (float32),
-    masked where words is padding. Instead of the spelling's inputs, the export gives
-    "spelling" [batch, time, features]: what `self.spelling` makes of them.
+    masked where words is padding. The export runs `ragged_scores` instead: the same
+    scores from what `self.spelling` makes of a token's spelling, which it stores.
 
     Args:
       word_counts: training count of each word id (0 for padding and unknown).
@@ -310,15 +311,26 @@ class Tagger(GradientNormModel):
     def call(self, inputs, training=False):
         words = self.word_dropout(inputs["words"], training=training)
         mask = inputs["words"] != PAD_ID
-        spelling = inputs["spelling"] if "spelling" in inputs else self.spelling(inputs)
         features = keras.ops.concatenate(
-            [self.word_embedding(words), keras.ops.cast(spelling, self.compute_dtype)],
+            [self.word_embedding(words), keras.ops.cast(self.spelling(inputs),
+                                                        self.compute_dtype)],
             axis=-1)
         hidden = self.input_dropout(features, training=training)
         for layer in self.recurrent:
             hidden = self.output_dropout(layer(hidden, mask=mask, training=training),
                                          training=training)
         return self.classify(hidden)
+
+    def ragged_scores(self, words: tf.RaggedTensor, spelling: tf.RaggedTensor,
+                      recurrent: RecurrentInference) -> tf.RaggedTensor:
+        """`call` for inference on ragged batches, `recurrent` running `self.recurrent`
+        (the same numbers in less time): words [batch, (time)], spelling [batch, (time),
+        features] -> scores [batch, (time), tags]."""
+        features = keras.ops.concatenate(
+            [self.word_embedding(words.flat_values),
+             keras.ops.cast(spelling.flat_values, self.compute_dtype)], axis=-1)
+        hidden = recurrent(words.with_flat_values(features))
+        return words.with_flat_values(self.classify(hidden.flat_values))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """With a CRF: the negative log-likelihood of each gold tag sequence, per token
@@ -390,6 +402,9 @@ class TaggerExport(tf.Module):
         self.model = model
         self.model_variables = list(model.variables)  # Keras state outside TF's graph
         self.features = features
+        if not model.built:  # never called (untrained, in tests): make its weights
+            model(features(tf.ragged.constant([["."]])))
+        self.recurrent = RecurrentInference(model.recurrent)
         self.tags = tf.constant(list(tags))
         spellings = list(spellings)
         self.spellings = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
@@ -412,14 +427,13 @@ class TaggerExport(tf.Module):
         tokens = tf.cond(pretokenized, lambda: split_pretokenized(texts),
                          lambda: tokenize(texts).with_row_splits_dtype(tf.int64))
         shape = padded_shape(tokens)
-        spelling = tokens.with_flat_values(self._batch_spelling(tokens.flat_values))
-        inputs = {"words": tokens.with_flat_values(self.features.words(tokens.flat_values))
-                  .to_tensor(shape=shape),
-                  "spelling": spelling.to_tensor(
-                      shape=tf.concat([shape, [tf.shape(self.spelling_features)[1]]], 0))}
+        scores = self.model.ragged_scores(
+            tokens.with_flat_values(self.features.words(tokens.flat_values)),
+            tokens.with_flat_values(self._batch_spelling(tokens.flat_values)),
+            self.recurrent).to_tensor(shape=tf.concat([shape, [self.model.num_tags]], 0))
         lengths = tf.cast(tokens.row_lengths(), tf.int32)
         real = tf.sequence_mask(lengths, shape[1])
-        best, probabilities = self.model.best_tags(self.model(inputs, training=False), real)
+        best, probabilities = self.model.best_tags(scores, real)
         return {
             "tokens": tokens.to_tensor("", shape=shape),
             "tags": tf.where(real, tf.gather(self.tags, best), ""),

@@ -50,11 +50,18 @@ _TEMPLATE = (
 RE2_PATTERN = _TEMPLATE.replace("{alnum}", r"[\pL\pN]")
 PYTHON_PATTERN = _TEMPLATE.replace("{alnum}", r"[^\W_]")
 _PYTHON = re.compile(PYTHON_PATTERN)
+_NOT_SPACE = re.compile(f"[^{_SPACE}]")
 
 
 def tokenize_text(text: str) -> list[str]:
     """The rule in Python: one text -> its tokens."""
     return _PYTHON.findall(text)
+
+
+def has_tokens(text: str) -> bool:
+    """Whether the rule finds a token in `text`, without splitting it: it does if and
+    only if a character is not whitespace (the rule's last case takes any such one)."""
+    return _NOT_SPACE.search(text) is not None
 
 
 def tokenize(texts: tf.Tensor) -> tf.RaggedTensor:

@@ -24,7 +24,7 @@ from model.export import read_metadata
 from model.lexicon import CLASSES, Lexicon
 from model.word_clusters import WordClusters
 from model.word_vectors import WordVectors
-from model.words import PRETOKENIZED_SEPARATOR, tokenize, tokenize_text
+from model.words import PRETOKENIZED_SEPARATOR, has_tokens, tokenize, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
 from serving.process import ServerProcess
@@ -91,6 +91,7 @@ def test_any_text_tokenises_alike_in_the_graph_and_in_python(texts):
     graph = tokenize(tf.constant(texts)).to_list()
     for text, tokens in zip(texts, graph, strict=True):
         assert [t.decode("utf-8") for t in tokens] == tokenize_text(text)
+        assert has_tokens(text) == bool(tokens)
 
 
 def test_variants_split_what_brown_keeps_together():
@@ -471,10 +472,13 @@ def test_unknown_vectors_are_refused_by_their_flag():
         word_vectors(TagConfig(vectors="word2vec"))
 
 
-def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
+@pytest.mark.parametrize("settings", [{}, {"cell": "gru", "layers": 2, "output": "crf"}])
+def test_stored_and_computed_spelling_features_tag_alike(tmp_path, settings):
     """The export stores spelling features (characters, lexicon, clusters, word vectors)
-    of known spellings and computes the others: the same probabilities as the model fed
-    character ids, lexicon bits, cluster ids and vectors, whatever mix a batch has."""
+    of known spellings and computes the others, and runs its recurrent layers over the
+    real tokens only (`model/recurrent_inference.py`): the same tags and probabilities
+    as the Keras model fed character ids, lexicon bits, cluster ids and vectors, whatever
+    mix a batch has."""
     from model.tagger import Tagger, TaggerConfig, TaggerExport, TaggerFeatures
 
     lexicon = Lexicon({"NOUN": ["dog", "zebra"], "VERB": ["run", "sprint"]})
@@ -485,14 +489,17 @@ def test_stored_and_computed_spelling_features_tag_alike(tmp_path):
     features = TaggerFeatures(["the", "dog", "runs"], max_word_chars=8, lexicon=lexicon,
                               clusters=clusters, vectors=vectors)
     model = Tagger([0, 0, 5, 3, 2], 4, TaggerConfig(word_dim=8, char_filters=6, units=8,
-                                                    clusters="spacy", vectors="glove"),
+                                                    clusters="spacy", vectors="glove",
+                                                    **settings),
                    clusters.vocabulary_sizes)
     export = TaggerExport(model, features, ["A", "B", "C", "D"], ["The", "dog", "runs", "."])
     texts = ["The dog runs .", "the Dog sprints away , the dog runs .", "Zebras !"]
     out = call(export.tag, texts)
     tokens = tf.ragged.constant([t.split() for t in texts])
-    expected = tf.nn.softmax(model(features(tokens))).numpy().max(axis=-1)
+    best, expected = model.best_tags(model(features(tokens)),
+                                     tf.sequence_mask(tokens.row_lengths()))
     for i, row in enumerate(tokens.to_list()):
+        assert decoded(out["tags"][i][:len(row)]) == ["ABCD"[t] for t in best[i][:len(row)]]
         np.testing.assert_allclose(out["probabilities"][i][:len(row)],
                                    expected[i][:len(row)], rtol=1e-5)
     export.save(tmp_path / "export")

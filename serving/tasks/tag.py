@@ -1,7 +1,8 @@
 """Tagging on the serving side: `Tag` (texts or token lists -> a tag per token).
 
 Raw texts are tokenised by the model (the rule of `model/words.py`, which the server
-also runs in Python to bound a request by its token count before queueing it);
+also runs in Python to bound a request by its token count before queueing it, when its
+characters alone do not bound it);
 token lists are tagged as the client split them, sent to the export joined by U+001F.
 A request's inputs share one option, whether they are pre-tokenised, so raw and
 pre-tokenised requests batch separately.
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from google.protobuf.message import Message
 
 from model.contract import PRETOKENIZED, SOURCE_TOKENS, TAG, TEXTS
-from model.words import PRETOKENIZED_SEPARATOR, tokenize_text
+from model.words import PRETOKENIZED_SEPARATOR, has_tokens, tokenize_text
 from protos.recur.v1 import recur_pb2
 from serving.config import LimitsConfig
 from serving.decoding import check_size, check_texts
@@ -35,14 +36,16 @@ class TagTask(Task):
                           + (", not both" if request.texts else ""))
         if request.texts:
             texts = check_texts(request.texts, limits)
-            total = 0
             for i, text in enumerate(texts):
-                count = len(tokenize_text(text))
-                if not count:
+                if not has_tokens(text):
                     raise invalid(f"texts[{i}] has no tokens (only whitespace and control "
                                   "characters)")
-                total += count
-                _check_total("texts", total, limits)
+            # A text has at most a token per character: most requests need no counting.
+            if sum(map(len, texts)) > limits.max_tag_tokens:
+                total = 0
+                for text in texts:
+                    total += len(tokenize_text(text))
+                    _check_total("texts", total, limits)
             return Inputs([{TEXTS.name: text} for text in texts], {PRETOKENIZED.name: False})
         _check_total("token_lists", sum(len(t.tokens) for t in request.token_lists), limits)
         return Inputs(self._token_lists(request.token_lists, limits),
@@ -71,8 +74,9 @@ class TagTask(Task):
 
     def respond(self, method: str, request: Message, inputs: Inputs, results: list[Outputs],
                 version: int) -> tuple[Message, int]:
-        # Built in place from Python lists: one TaggedToken per token is the server's
-        # largest cost per request after gRPC itself (half of it the numpy scalars).
+        # Built in place from Python lists (of UTF-8 bytes, which string fields take):
+        # one TaggedToken per token is the server's largest cost per request after gRPC
+        # itself (half of it the numpy scalars).
         response = recur_pb2.TagResponse(model_version=version)
         for outputs in results:
             count = int(outputs[SOURCE_TOKENS])
@@ -81,8 +85,7 @@ class TagTask(Task):
                                                outputs["tags"][:count].tolist(),
                                                outputs["probabilities"][:count].tolist(),
                                                strict=True):
-                add(token=token.decode("utf-8"), tag=tag.decode("utf-8"),
-                    probability=probability)
+                add(token=token, tag=tag, probability=probability)
         return response, sum(len(result.tokens) for result in response.results)
 
     def labels(self, metadata: dict) -> dict[str, str]:
