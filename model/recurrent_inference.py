@@ -149,7 +149,9 @@ class RecurrentInference(tf.Module):
         """inputs [batch, (time), features] -> outputs [batch, (time), units of every
         direction], what the layers give at each real position."""
         slots = packing(inputs.row_splits)
-        flat = inputs.flat_values  # [tokens, features]
+        # In the weights' dtype: float32 also for a model trained with mixed precision,
+        # whose layers compute in float16 (this runs as the export's CPU default would).
+        flat = tf.cast(inputs.flat_values, self.stack[0][0].kernel.dtype)  # [tokens, features]
         for directions in self.stack:
             outputs = []
             for direction in directions:

@@ -60,3 +60,21 @@ def test_settings_the_loops_do_not_run_are_refused():
     layer = keras.layers.LSTM(4, activation="relu", return_sequences=True)
     with pytest.raises(ValueError, match="default activations"):
         RecurrentInference([layer])
+
+
+def test_a_model_trained_with_mixed_precision_runs_in_its_weights_float32():
+    """Under mixed_float16 the Keras layers compute in float16 and their inputs are
+    float16: inference takes them and answers the float32 outputs of the same weights."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = keras.layers.Bidirectional(recurrent_layer("lstm", 5, return_sequences=True))
+        padded = tf.random.stateless_normal([2, 3, 4], seed=(1, 2))
+        expected = layer(padded)  # float16
+        inputs = tf.RaggedTensor.from_tensor(tf.cast(padded, tf.float16), lengths=[3, 3])
+        got = RecurrentInference([layer])(inputs)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert expected.dtype == tf.float16 and got.flat_values.dtype == tf.float32
+    np.testing.assert_allclose(got.flat_values.numpy(),
+                               tf.reshape(expected, [6, 10]).numpy(), atol=1e-2)
