@@ -158,20 +158,20 @@ class RecurrentInference(tf.Module):
                 products = tf.matmul(flat, direction.kernel)  # [tokens, width]
                 if direction.input_bias is not None:
                     products += direction.input_bias
-                slot, starts = slots[direction.backward]
-                read = direction.run(tf.gather(products, tf.math.invert_permutation(slot)),
-                                     starts)
+                slot, order, starts = slots[direction.backward]
+                read = direction.run(tf.gather(products, order), starts)
                 outputs.append(tf.gather(read, slot))  # [tokens, units]
             flat = tf.concat(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
         return inputs.with_flat_values(flat)
 
 
-def packing(row_splits: tf.Tensor) -> dict[bool, tuple[tf.Tensor, tf.Tensor]]:
+def packing(row_splits: tf.Tensor) -> dict[bool, tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
     """Where each token goes when a batch is packed step by step, the sequences longest
     first (as PyTorch's PackedSequence): the recurrent product then never runs on
     padding. row_splits [batch + 1] -> for reading forwards (False) and backwards (True):
-    each token's slot [tokens] int32 and each step's first slot [steps + 2] int32 (the
-    last repeats the total)."""
+    each token's slot [tokens] int32, the token in each slot [tokens] int32 (computed
+    once here for every layer) and each step's first slot [steps + 2] int32 (the last
+    repeats the total)."""
     row_splits = tf.cast(row_splits, tf.int32)
     lengths = row_splits[1:] - row_splits[:-1]
     rows = tf.repeat(tf.range(tf.size(lengths)), lengths)  # each token's sequence
@@ -185,5 +185,7 @@ def packing(row_splits: tf.Tensor) -> dict[bool, tuple[tf.Tensor, tf.Tensor]]:
         tf.int32), axis=1)
     starts = tf.concat([[0], tf.cumsum(running), [row_splits[-1]]], axis=0)
     step = {False: position, True: tf.gather(lengths, rows) - 1 - position}
-    return {backward: (tf.gather(starts, t) + tf.gather(rank, rows), starts)
-            for backward, t in step.items()}
+    slots = {backward: tf.gather(starts, t) + tf.gather(rank, rows)
+             for backward, t in step.items()}
+    return {backward: (slot, tf.math.invert_permutation(slot), starts)
+            for backward, slot in slots.items()}

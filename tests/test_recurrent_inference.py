@@ -48,11 +48,12 @@ def test_packing_puts_each_step_of_the_running_sequences_together():
     """Lengths 2, 3, 1: ranked 3, 2, 1 by length; step 0 holds all three, step 1 the two
     longer, step 2 the longest alone, each step's rows longest first."""
     slots = packing(tf.constant([0, 2, 5, 6], tf.int64))
-    forward, starts = (t.numpy().tolist() for t in slots[False])
+    forward, order, starts = (t.numpy().tolist() for t in slots[False])
     assert starts == [0, 3, 5, 6, 6]
     # tokens: row 0 (a0 a1), row 1 (b0 b1 b2), row 2 (c0); rank: row 1, row 0, row 2
     assert forward == [1, 4, 0, 3, 5, 2]  # a0 a1 b0 b1 b2 c0
-    backward, _ = (t.numpy().tolist() for t in slots[True])
+    assert order == [2, 0, 5, 3, 1, 4]  # slot 0 holds token 2 (b0), ...
+    backward, _, _ = (t.numpy().tolist() for t in slots[True])
     assert backward == [4, 1, 5, 3, 0, 2]  # step 0: each one's last token, b2 a1 c0
 
 
