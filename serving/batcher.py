@@ -5,6 +5,9 @@ Requests queue with a key (their decode options). Two scheduling policies:
 - request: the batcher takes the oldest live request, waits up to
   `batch_timeout_ms` for more of the same key until `max_batch_size` inputs, and
   runs the batch to completion; requests arriving meanwhile form the next batch.
+  A request that arrives after a quiet spell (none in the `batch_timeout_ms` before
+  it) runs at once if the model is idle: no company is coming, and a lone client
+  would otherwise pay the whole timeout on every request.
   When more are waiting than fit, those closest in input length to the oldest
   go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
@@ -41,6 +44,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -72,8 +76,10 @@ class BatchingConfig:
                                      "runs to completion before the next starts")
     max_batch_size: int = option(64, "most inputs (texts) run through a model at once")
     batch_timeout_ms: float = option(5.0, "request scheduling: how long the oldest request "
-                                          "waits for others to share its batch (step "
-                                          "scheduling starts at once; others join later)")
+                                          "waits for others to share its batch, if another "
+                                          "arrived within as long before it (after a "
+                                          "quiet spell it runs at once; step scheduling "
+                                          "starts at once, others join later)")
     max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
                                             "goes on before new requests may join (more "
                                             "steps per model call, less overhead)")
@@ -104,6 +110,7 @@ class _Pending:
     offset: int = 0  # index of its first input in the request (large requests are split)
     on_progress: OnProgress | None = None
     started: float = 0.0  # step scheduling: when it joined the running decode
+    after_quiet: bool = False  # no request arrived in the batch timeout before it
 
     def expired(self, now: float) -> bool:
         return self.deadline is not None and self.deadline <= now
@@ -141,6 +148,7 @@ class Batcher:
         self._wake = threading.Event()  # step mode: the decode thread has news
         self._pending: collections.deque[_Pending] = collections.deque()
         self._arrived = asyncio.Event()
+        self._last_arrival = -math.inf  # time.monotonic() of the latest request
         self._executor = concurrent.futures.ThreadPoolExecutor(1, f"infer-{model}")
         # step mode: starts queued inputs while the decode thread steps; one at a time
         self._starter = concurrent.futures.ThreadPoolExecutor(1, f"start-{model}")
@@ -236,11 +244,14 @@ class Batcher:
                             "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
         size = self.config.max_batch_size
+        now = time.monotonic()
+        after_quiet = now - self._last_arrival > self.config.batch_timeout_ms / 1000
+        self._last_arrival = now
         futures = []
         for start in range(0, len(inputs), size):
             future = loop.create_future()
             self._pending.append(_Pending(key, inputs[start:start + size], future, deadline,
-                                          time.monotonic(), start, on_progress))
+                                          now, start, on_progress, after_quiet=after_quiet))
             futures.append(future)
         metrics.QUEUE_DEPTH.labels(self.model).set(queued + len(inputs))
         self._arrived.set()  # the loop starts it in its next turn, with any arriving with it
@@ -352,7 +363,8 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             oldest = self._pending[0]
-            close_at = oldest.enqueued + self.config.batch_timeout_ms / 1000
+            close_at = oldest.enqueued + (0 if oldest.after_quiet
+                                          else self.config.batch_timeout_ms / 1000)
             while (not self._stopped
                    and self._ready_inputs(oldest.key) < self.config.max_batch_size
                    and (wait := close_at - time.monotonic()) > 0):

@@ -66,6 +66,25 @@ def test_different_keys_never_share_a_batch():
     assert sorted((k, sorted(xs)) for k, xs in model.batches) == [(1, ["x", "z"]), (2, ["y"])]
 
 
+def test_a_request_after_a_quiet_spell_runs_at_once_and_close_ones_wait_for_company():
+    async def main():
+        model = Model()
+        batcher = await started(model, max_batch_size=2, batch_timeout_ms=3000)
+        # alone: answered long before the 3 s timeout would have let it go
+        lone = await asyncio.wait_for(batcher.submit("k", ["a"]), 1.5)
+        # right after it: traffic is dense, so "b" waits for "c" to share its batch
+        second = batcher.submit("k", ["b"])
+        await asyncio.sleep(0.05)
+        third = batcher.submit("k", ["c"])
+        together = await asyncio.gather(second, third)
+        await batcher.close()
+        return model, lone, together
+
+    model, lone, together = run(main())
+    assert lone == ["k:A"] and together == [["k:B"], ["k:C"]]
+    assert [inputs for _, inputs in model.batches] == [["a"], ["b", "c"]]
+
+
 def test_a_large_request_is_split_into_batches_and_reassembled():
     async def main():
         model = Model()

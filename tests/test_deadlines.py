@@ -19,15 +19,19 @@ MODEL = "toy-en-fr"
 
 def test_expired_and_cancelled_requests_cost_no_inference(tiny_export, tmp_path):
     _, base = tiny_export
-    # Request-level batches wait 2 s to fill, so a request with a shorter deadline expires
-    # in the queue. (Step scheduling starts at once; its queue is covered in test_batcher.)
-    # Set for this model only, through the config file: this checks that path too.
+    # Request-level batches wait 2 s to fill when requests come close together, so a
+    # request with a shorter deadline that follows another expires in the queue. (A
+    # request after a quiet spell runs at once; step scheduling starts at once, its queue
+    # is covered in test_batcher.) Set for this model only, through the config file: this
+    # checks that path too.
     config = tmp_path / "recur.toml"
     config.write_text(f'[models.{MODEL}]\nscheduling = "request"\nbatch_timeout_ms = 2000\n'
                       "max_batch_size = 256\n")
     server = ServerProcess(base, "--poll-seconds", "0", "--config", str(config))
     server.wait_until_serving()
     try:
+        with RecurClient(server.target, timeout=30) as client:
+            client.translate(["first"], MODEL)  # alone: at once; those after it wait
         before = scrape(server.metrics_url)
         with RecurClient(server.target, timeout=0.3) as client:
             with pytest.raises(grpc.RpcError) as error:

@@ -160,12 +160,15 @@ def test_a_cancelled_stream_leaves_and_the_server_goes_on(reverse_server):
 
 
 def test_a_stream_cancelled_while_queued_costs_no_inference(reverse_export, tmp_path):
-    """Request batches wait 2 s to fill here, so the stream is cancelled in the queue."""
+    """Request batches wait 2 s to fill here when requests come close together, so the
+    stream that follows another request is cancelled in the queue."""
     _, base = reverse_export
     server = ServerProcess(base, "--poll-seconds", "0", "--task-modules", TASK_MODULE,
                            "--scheduling", "request", "--batch-timeout-ms", "2000")
     server.wait_until_serving()
     try:
+        with RecurClient(server.target) as client:  # alone: at once; those after it wait
+            client.stub.Generate(generate_request("ab", beam_width=1), timeout=30)
         before = scrape(server.metrics_url)
         with RecurClient(server.target) as client:
             call = client.stub.GenerateStream(generate_request("abcd", seed=1), timeout=30)
