@@ -132,20 +132,12 @@ class BeamSearch:
             sampling=by_score(batch) if sampling is None else sampling,
         )
 
-    def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None,
-            until_any_ends: bool = False) -> Beams:
-        """Steps until every input has ended (at most max_length + 1 steps).
-
-        The step driver stops earlier: after `max_steps`, or with `until_any_ends` as soon
-        as any input ends, so that it can hand that input back and take new ones in.
-        """
-        running = tf.logical_not(finished_rows(beams))
+    def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
+        """Steps until every input has ended (at most max_length + 1 steps), or after
+        `max_steps` (the step driver's calls, between which inputs join and leave)."""
 
         def go_on(b: Beams) -> tf.Tensor:
-            ended = finished_rows(b)
-            if until_any_ends:
-                return tf.logical_not(tf.reduce_any(tf.logical_and(running, ended)))
-            return tf.logical_not(tf.reduce_all(ended))
+            return tf.logical_not(tf.reduce_all(finished_rows(b)))
 
         (beams,) = tf.while_loop(
             go_on, lambda b: (self.step(step_fn, b),), (beams,),

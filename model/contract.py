@@ -31,8 +31,10 @@ Functions (a task's `TaskContract` names them and their inputs):
     of tensors):
         begin(<inputs of begin's contract>) -> (beams, source_tokens [batch])
         advance(beams, max_steps [] int32) -> (beams, outputs)
-    `advance` steps every input until one ends (at most `max_steps` times); `outputs`:
-    `ended` [batch] bool, `steps` [] int32, `decode_steps` [ended] int32, the task's
+    `advance` steps every input `max_steps` times, or until all have ended (exports
+    written before 2026-12-03 stop as soon as one ends; the server drives both);
+    `outputs`: `ended` [batch] bool, `steps` [] int32, `decode_steps` [ended] int32
+    (the step each ended on), the task's
     result keys [ended, ...] for the inputs that ended (in row order) and, for tasks
     that stream, `partial_texts` [batch]: each input's output so far that can no
     longer change. The server drops ended inputs before its next call. Rank-0 inputs

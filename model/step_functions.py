@@ -87,19 +87,26 @@ class DecoderExport(tf.Module):
         return self.detokenize(tf.RaggedTensor.from_tensor(tokens, lengths=lengths))
 
     def _advance(self, beams: Beams, max_steps) -> tuple[Beams, dict[str, tf.Tensor]]:
-        """Steps every input in `beams` until one ends, at most `max_steps` times.
+        """Steps every input in `beams` `max_steps` times, or until all have ended.
+
+        An input that ends on the way is stepped on, frozen, to the end of the call (as in
+        a batch decode): stopping at each end would cost a call per ended input, and a
+        call's fixed cost is that of a step or more for small models.
 
         Returns the beams and: `ended` [batch] bool, the inputs that ended (all of them:
         the driver drops ended inputs before the next call); `steps` [], steps taken;
-        for the ended inputs, `decode_steps` [ended] and their results with every
-        hypothesis (the driver keeps as many as each asked for); `partial_texts` [batch]
-        for tasks that stream.
+        for the ended inputs, `decode_steps` [ended] (the step each ended on) and their
+        results with every hypothesis (the driver keeps as many as each asked for);
+        `partial_texts` [batch] for tasks that stream.
         """
-        after = self.beam_search.run(self.decode_step, beams, max_steps, until_any_ends=True)
+        after = self.beam_search.run(self.decode_step, beams, max_steps)
         ended = finished_rows(after)
         done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
+        # Its last hypothesis wrote EOS on the step the input ended: its length is that
+        # step's index.
         outputs = {ENDED: ended, STEPS: tf.reduce_max(after.step - beams.step),
-                   DECODE_STEPS: done.step, **self.finish(done, tf.shape(after.log_probs)[1])}
+                   DECODE_STEPS: tf.reduce_max(done.lengths, axis=1) + 1,
+                   **self.finish(done, tf.shape(after.log_probs)[1])}
         if self.streams:
             outputs[PARTIAL_TEXTS] = self.partial_texts(after)
         return after, outputs

@@ -11,12 +11,13 @@ Requests queue with a key (their decode options). Two scheduling policies:
   When more are waiting than fit, those closest in input length to the oldest
   go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
-  decode; between steps queued inputs join it (up to `max_batch_size` inputs in
-  all, oldest first, any options) and ended inputs leave with their answer, so a
-  short request never waits behind a long one. A request cancelled or past its
-  deadline mid-decode leaves at the next step. Queued inputs are started (encoded)
-  on a start thread while a decode thread steps, all those queued in one call, and
-  join between two steps; the decode thread never waits for the event loop.
+  decode; between its calls (each as many steps as fit in `max_join_delay_ms`)
+  queued inputs join it (up to `max_batch_size` inputs in all, oldest first, any
+  options) and ended inputs leave with their answer, so a short request never waits
+  behind a long one for longer than that. A request cancelled or past its deadline
+  mid-decode leaves after the call. Queued inputs are started (encoded) on a start
+  thread while a decode thread steps, all those queued in one call, and join between
+  two calls; the decode thread never waits for the event loop.
 
 The model always runs on worker threads, so the asyncio loop (health checks,
 other RPCs) never blocks on it. A request whose client cancelled or whose
@@ -81,8 +82,9 @@ class BatchingConfig:
                                           "quiet spell it runs at once; step scheduling "
                                           "starts at once, others join later)")
     max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
-                                            "goes on before new requests may join (more "
-                                            "steps per model call, less overhead)")
+                                            "goes on before new requests may join and "
+                                            "ended ones are answered (more steps per "
+                                            "model call, less overhead)")
     max_queue_size: int = option(1024, "most inputs waiting per model; beyond it requests "
                                        "fail fast with RESOURCE_EXHAUSTED")
 
@@ -465,12 +467,13 @@ class Batcher:
                     if not self._stopped:
                         self._wake.wait()
                     continue
-                # A stream that just joined gets its first chunk after one step, not a
-                # budget's.
+                # Inputs starting meanwhile join after this call: at most the budget
+                # (`max_join_delay_ms`) later. Calls of many steps, not one per arrival,
+                # are what keeps the per-call cost small under steady traffic. A stream
+                # that just joined gets its first chunk after one step, not a budget's.
                 one_step = any(item.on_progress for items, _ in started for item in items)
                 stepped = time.monotonic()
-                finished, progress = self._decoder.step(
-                    0.0 if one_step or self._wake.is_set() else budget)
+                finished, progress = self._decoder.step(0.0 if one_step else budget)
             except Exception as error:  # the model failed: every decoding request hears it
                 # (joining too: were this thread to end, they would wait forever)
                 log.exception("decoding step failed on model %s", self.model)

@@ -193,8 +193,8 @@ class StepDecoder:
         """Advances every running input by at least one token; returns those that ended
         and, for exports that stream, every other input's settled output so far. Each
         decode takes as many steps in one call as fit in `max_seconds` at its measured
-        pace (fewer if an input ends first): the per-call overhead matters at small
-        batches, where a step takes about a millisecond."""
+        pace (fewer if all its inputs end first; exports before 2026-12-03 stop when
+        one ends): a call's fixed cost is that of a step or more for small models."""
         finished: list[Finished] = []
         progress: list[Progress] = []
         for shared, decode in list(self._decodes.items()):

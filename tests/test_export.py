@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model.contract import TRANSLATE
 from model.export import METADATA_FILE, staged_export, versions
 from model.seq2seq import Seq2Seq
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
@@ -39,6 +40,33 @@ def test_export_layout_and_metadata(tiny_export):
     assert expected == set(meta["metrics"])
     assert meta["metrics"]["test_bleu_beam4"] > 90, "the toy task is learnable"
     assert not [p for p in (base / "toy-en-fr").iterdir() if p.name.startswith(".staging")]
+
+
+def test_advance_steps_on_past_an_ended_input_which_gets_its_answer_alone(tiny_export):
+    """The step scheduler's `advance` takes its steps whatever ends on the way (one call
+    for many steps, not one per ended input): an input that ended is carried along
+    frozen and gets what the request-level signature gives it alone, with the step it
+    ended on."""
+    report, _ = tiny_export
+    loaded = tf.saved_model.load(str(report.export_path))
+    texts = ["one", "two three four five six seven"]  # a short and a long translation
+    options = {"beam_width": 3, "length_penalty": 0.6, "max_length": 20,
+               "max_length_ratio": 0.0}
+    alone = [TRANSLATE.signature.call(loaded.signatures["translate"],
+                                      [{"texts": text, "num_hypotheses": 3, **options}])
+             for text in texts]
+    steps = [int(answer["decode_steps"]) for answer in alone]
+    assert steps[0] < steps[1], "the check needs one input to end before the other"
+
+    beams, _ = loaded.begin(**TRANSLATE.begin.arguments([{"texts": t, **options}
+                                                        for t in texts]))
+    _, out = loaded.advance(beams, tf.constant(50))
+    assert out["ended"].numpy().tolist() == [True, True]
+    assert int(out["steps"]) == steps[1]
+    assert out["decode_steps"].numpy().tolist() == steps
+    for row, answer in enumerate(alone):
+        assert out["texts"].numpy()[row].tolist() == answer["texts"][0].tolist()
+        np.testing.assert_allclose(out["scores"].numpy()[row], answer["scores"][0], atol=1e-5)
 
 
 def test_reloaded_savedmodel_matches_the_keras_model(tmp_path):
