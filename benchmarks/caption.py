@@ -5,7 +5,12 @@
 Captions real held-out images (the emoji test split, as PNG bytes, as a client sends
 them) with beam search and prints images/s:
   1. in-process: the export's `caption` signature called with batches of images;
-  2. through `python -m serving` on loopback: closed-loop gRPC clients, one image per
+  2. in-process through serving's step scheduler (`StepDecoder`, the export's `begin`
+     and `advance`), one thread, no gRPC: at each --concurrency that many images in
+     flight, each replaced by the next as soon as it is answered, calls of as many
+     steps as fit in --max-join-delay-ms; beside the signature at that batch, what
+     step scheduling itself costs, apart from gRPC, threads and clients;
+  3. through `python -m serving` on loopback: closed-loop gRPC clients, one image per
      Caption request, at each --concurrency; right after each level the same export
      in-process at the batch the server can form (clients, at most its
      --max-batch-size), and the ratio server / in-process, so both figures of a ratio
@@ -39,6 +44,7 @@ from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
 from serving.client import RecurClient  # noqa: E402
 from serving.process import ServerProcess  # noqa: E402
+from serving.step_decoder import StepDecoder  # noqa: E402
 from training.corpora import load_emoji  # noqa: E402
 
 
@@ -57,6 +63,38 @@ def offline(signature, images: list[bytes], batch_size: int, beam_width: int,
     seconds = time.perf_counter() - started
     return {"batch_size": batch_size, "images": len(images),
             "images_per_second": round(len(images) / seconds, 1), "seconds": round(seconds, 2)}
+
+
+def stepped(saved_model, images: list[bytes], in_flight: int, total: int, beam_width: int,
+            max_length: int, join_delay_seconds: float) -> dict:
+    """`total` images through a `StepDecoder` on the export, `in_flight` at a time: after
+    each call the answered ones are replaced by as many new ones (started and joined at
+    once), after an untimed warm-up round."""
+    decoder = StepDecoder("", saved_model, CAPTION.begin)
+
+    def start(first: int, count: int) -> None:
+        decoder.join(decoder.start([(i, [{IMAGES.name: images[i % len(images)],
+                                          "beam_width": beam_width, "length_penalty": 0.6,
+                                          "max_length": max_length}])
+                                    for i in range(first, first + count)]))
+
+    def run(count: int) -> tuple[float, int]:
+        start(0, min(in_flight, count))
+        sent, calls = min(in_flight, count), 0
+        started = time.perf_counter()
+        while decoder.rows:
+            finished, _ = decoder.step(join_delay_seconds)
+            calls += 1
+            if finished and sent < count:
+                more = min(len(finished), count - sent)
+                start(sent, more)
+                sent += more
+        return time.perf_counter() - started, calls
+
+    run(in_flight)
+    seconds, calls = run(total)
+    return {"in_flight": in_flight, "images": total, "calls": calls,
+            "images_per_second": round(total / seconds, 1), "seconds": round(seconds, 2)}
 
 
 def closed_loop(target: str, model: str, images: list[bytes], clients: int, total: int,
@@ -96,28 +134,47 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's --max-batch-size (default: %(default)s)")
     parser.add_argument("--scheduling", default="step", choices=["step", "request"],
                         help="the server's --scheduling (default: %(default)s)")
+    parser.add_argument("--max-join-delay-ms", type=float, default=20.0,
+                        help="the server's --max-join-delay-ms, and the in-process step "
+                             "scheduler's (default: %(default)s)")
     parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")
     args = parser.parse_args(argv)
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
-    signature = tf.saved_model.load(str(path)).signatures[CAPTION.signature.name]
+    saved_model = tf.saved_model.load(str(path))
+    signature = saved_model.signatures[CAPTION.signature.name]
     max_length = json.loads((path / METADATA_FILE).read_text())[MAX_LENGTH.name]
     images = [image.path.read_bytes() for image in load_emoji().test]
     print(f"{path}: {len(images)} emoji test images (PNG), beam {args.beam_width}, captions "
           f"of at most {max_length} subwords")
     results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
                      "beam_width": args.beam_width, "scheduling": args.scheduling,
-                     "offline": [], "server": []}
+                     "offline": [], "stepped": [], "server": []}
     print(f"\nin-process\n{'batch':>8} {'images/s':>10}")
     for batch_size in args.batch_sizes:
         row = offline(signature, images, batch_size, args.beam_width, max_length)
         results["offline"].append(row)
         print(f"{batch_size:>8} {row['images_per_second']:>10}")
 
+    print("\nin-process, step scheduler (no gRPC, one thread)\n"
+          f"{'images':>8} {'images/s':>10} {'calls':>8} {'signature':>10} {'ratio':>6}")
+    for in_flight in args.concurrency:
+        n = min(in_flight, args.max_batch_size)
+        row = stepped(saved_model, images, n, max(args.min_requests, n * 8), args.beam_width,
+                      max_length, args.max_join_delay_ms / 1000)
+        row["signature_images_per_second"] = offline(
+            signature, images, n, args.beam_width, max_length)["images_per_second"]
+        row["stepped_over_signature"] = round(
+            row["images_per_second"] / row["signature_images_per_second"], 3)
+        results["stepped"].append(row)
+        print(f"{n:>8} {row['images_per_second']:>10} {row['calls']:>8} "
+              f"{row['signature_images_per_second']:>10} {row['stepped_over_signature']:>6}")
+
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
                            "--max-batch-size", str(args.max_batch_size),
-                           "--scheduling", args.scheduling)
+                           "--scheduling", args.scheduling,
+                           "--max-join-delay-ms", str(args.max_join_delay_ms))
     server.wait_until_serving()
     print(f"\nserver ({args.scheduling} scheduling), one image per request")
     try:

@@ -199,3 +199,17 @@ def test_bad_images_get_invalid_argument_and_good_ones_beside_them_are_answered(
                                          options=recur_pb2.DecodeOptions(max_length_ratio=2))
         with pytest.raises(grpc.RpcError, match="max_length_ratio is for translation only"):
             client.stub.Caption(ratio, timeout=30)
+
+
+def test_the_benchmarks_step_scheduler_decodes_each_round_in_one_call(caption_export):
+    """`benchmarks.caption`'s in-process step scheduler on the real export: with a join
+    budget longer than any caption takes, a call decodes every image in flight to its
+    end (one call per round of 8, not one per image that ends), and all are answered."""
+    from benchmarks.caption import stepped
+
+    report, _, _ = caption_export
+    rng = random.Random(5)
+    images = [picture(rng.choice(list(COLOURS)), rng.choice(SHAPES), rng) for _ in range(8)]
+    row = stepped(tf.saved_model.load(str(report.export_path)), images, in_flight=8,
+                  total=32, beam_width=2, max_length=16, join_delay_seconds=10.0)
+    assert (row["images"], row["calls"]) == (32, 4)
