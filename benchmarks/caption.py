@@ -43,9 +43,13 @@ from model.contract import CAPTION, IMAGES, MAX_LENGTH, METADATA_FILE  # noqa: E
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
 from serving.client import RecurClient  # noqa: E402
+from serving.config import LimitsConfig  # noqa: E402
 from serving.process import ServerProcess  # noqa: E402
 from serving.step_decoder import StepDecoder  # noqa: E402
 from training.corpora import load_emoji  # noqa: E402
+
+# the server's default (the clients set none), so that all three measure one decode
+LENGTH_PENALTY = LimitsConfig().default_length_penalty
 
 
 def offline(signature, images: list[bytes], batch_size: int, beam_width: int,
@@ -54,7 +58,8 @@ def offline(signature, images: list[bytes], batch_size: int, beam_width: int,
     def run(batch: list[bytes]) -> None:
         CAPTION.signature.call(signature, [
             {IMAGES.name: image, "beam_width": beam_width, "num_hypotheses": 1,
-             "length_penalty": 0.6, "max_length": max_length} for image in batch])
+             "length_penalty": LENGTH_PENALTY, "max_length": max_length}
+            for image in batch])
 
     run(images[:batch_size])
     started = time.perf_counter()
@@ -73,10 +78,10 @@ def stepped(saved_model, images: list[bytes], in_flight: int, total: int, beam_w
     decoder = StepDecoder("", saved_model, CAPTION.begin)
 
     def start(first: int, count: int) -> None:
-        decoder.join(decoder.start([(i, [{IMAGES.name: images[i % len(images)],
-                                          "beam_width": beam_width, "length_penalty": 0.6,
-                                          "max_length": max_length}])
-                                    for i in range(first, first + count)]))
+        decoder.join(decoder.start([
+            (i, [{IMAGES.name: images[i % len(images)], "beam_width": beam_width,
+                  "length_penalty": LENGTH_PENALTY, "max_length": max_length}])
+            for i in range(first, first + count)]))
 
     def run(count: int) -> tuple[float, int]:
         start(0, min(in_flight, count))
