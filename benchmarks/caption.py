@@ -29,10 +29,12 @@ from pathlib import Path
 
 from model.startup import import_tensorflow
 
-import_tensorflow()  # before anything else imports it: quietly
+import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
+# runtime starts in `start_tensorflow`, once the thread flags are known
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.decode import add_thread_arguments, start_tensorflow  # noqa: E402
 from benchmarks.load import (  # noqa: E402
     against_in_process,
     drive,
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's --max-join-delay-ms, and the in-process step "
                              "scheduler's (default: %(default)s)")
     parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")
+    add_thread_arguments(parser)
     args = parser.parse_args(argv)
+    threads = start_tensorflow(args)
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path}: {len(images)} emoji test images (PNG), beam {args.beam_width}, captions "
           f"of at most {max_length} subwords")
     results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
+                     "intra_op_threads": args.intra_op_threads,
+                     "inter_op_threads": args.inter_op_threads,
                      "beam_width": args.beam_width, "scheduling": args.scheduling,
                      "offline": [], "stepped": [], "server": []}
     print(f"\nin-process\n{'batch':>8} {'images/s':>10}")
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
                            "--max-batch-size", str(args.max_batch_size),
                            "--scheduling", args.scheduling,
-                           "--max-join-delay-ms", str(args.max_join_delay_ms))
+                           "--max-join-delay-ms", str(args.max_join_delay_ms), *threads)
     server.wait_until_serving()
     print(f"\nserver ({args.scheduling} scheduling), one image per request")
     try:

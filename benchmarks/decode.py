@@ -32,9 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.startup import import_tensorflow
+from model.startup import import_tensorflow, warm_up
 
-import_tensorflow()  # before anything else imports it: quietly
+import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
+# runtime starts in `start_tensorflow`, once the thread flags are known
 
 import tensorflow as tf  # noqa: E402
 
@@ -52,6 +53,23 @@ from training.corpora import load_bible_pairs  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per recurrent cell
 PEAK_ROWS = 256  # hypotheses of the peak's product: batch 64 at beam 4
+
+
+def add_thread_arguments(parser: argparse.ArgumentParser) -> None:
+    """TensorFlow's thread pools, as `python -m serving` takes them (its --help)."""
+    for pool in ("intra", "inter"):
+        parser.add_argument(f"--{pool}-op-threads", type=int, default=0,
+                            help=f"TensorFlow {pool}-op threads of the in-process figures "
+                                 "(and of the server, where there is one), as `python -m "
+                                 "serving` takes them (default: %(default)s = one per core)")
+
+
+def start_tensorflow(args: argparse.Namespace) -> list[str]:
+    """Starts this process's TensorFlow with the thread flags; returns them for a server,
+    so that in-process and served figures run on the same pools."""
+    warm_up(args.intra_op_threads, args.inter_op_threads)
+    return ["--intra-op-threads", str(args.intra_op_threads),
+            "--inter-op-threads", str(args.inter_op_threads)]
 
 
 @dataclass(frozen=True)
@@ -201,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="one source sentence per line (default: the export's source "
                              "language from the Bible test books)")
     parser.add_argument("--output", default="", help="also write the figures as JSON here")
+    add_thread_arguments(parser)
     args = parser.parse_args(argv)
+    start_tensorflow(args)
     logging.basicConfig(level=logging.WARNING)
 
     signature, metadata = load_signature(args.export)
@@ -238,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(
             {"export": args.export, "beam_width": args.beam_width, "options": options,
+             "intra_op_threads": args.intra_op_threads,
+             "inter_op_threads": args.inter_op_threads,
              "model": shape and dataclasses.asdict(shape),
              "matmul_peak_gflops": [round(peak, 1) for peak in peaks], "results": results},
             indent=2) + "\n")

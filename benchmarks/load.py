@@ -34,7 +34,14 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.decode import decode_options, load_signature, load_sources, measure
+from benchmarks.decode import (
+    add_thread_arguments,
+    decode_options,
+    load_signature,
+    load_sources,
+    measure,
+    start_tensorflow,
+)
 from model.export import versions
 from protos.recur.v1 import recur_pb2
 from serving.batcher import SCHEDULING
@@ -253,7 +260,7 @@ def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -
     total) measures in-process decoding right after each level, so that both figures
     of a ratio come from the same minute of this shared machine."""
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0", "--scheduling",
-                           scheduling, *args.server_args.split())
+                           scheduling, *args.threads, *args.server_args.split())
     server.wait_until_serving()
     run: dict = {"concurrency": []}
     print(f"\n{scheduling} scheduling\n{'':>16} {'sent/s':>8} {'tok/s':>8} {'p50 ms':>8} "
@@ -315,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="bench", help="writes OUTPUT.json and OUTPUT.png")
     parser.add_argument("--server-args", default="",
                         help="extra flags for python -m serving (default: none)")
+    add_thread_arguments(parser)
     args = parser.parse_args(argv)
+    args.threads = start_tensorflow(args)
 
     export = Path(args.model_base_path) / args.model
     version = max(versions(export))
@@ -327,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return measure(signature, sources[:total], batch_size, options)
 
     results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
-                     "cpu_cores": os.cpu_count(),
+                     "cpu_cores": os.cpu_count(), "intra_op_threads": args.intra_op_threads,
+                     "inter_op_threads": args.inter_op_threads,
                      "runs": {s: bench_server(args, s, sources, offline)
                               for s in args.scheduling}}
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -47,11 +47,17 @@ def import_tensorflow(initialize: bool = True) -> None:
         warm_up()
 
 
-def warm_up() -> None:
-    """Runs the first graph that transposes an int64 tensor, quietly: oneDNN complains
-    about it once per process. It initialises TensorFlow's runtime."""
+def warm_up(intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
+    """Sets TensorFlow's thread pools (0: its default, one thread per core), which only
+    an uninitialised runtime takes, then runs the first graph that transposes an int64
+    tensor, quietly: oneDNN complains about it once per process. It initialises
+    TensorFlow's runtime."""
     import tensorflow as tf
 
+    if intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    if inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     with _quiet():
         tf.function(lambda t: tf.transpose(t))(tf.zeros([2, 3], tf.int64))
 

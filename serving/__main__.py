@@ -4,7 +4,8 @@ import sys
 
 from model.startup import import_tensorflow
 
-import_tensorflow()  # before anything else imports it: quietly
+import_tensorflow(initialize=False)  # before anything else imports it: quietly; the
+# runtime starts once the flags have set its thread pools (`serving.server.main`)
 
 from serving.server import main  # noqa: E402
 

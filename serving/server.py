@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from model.config import add_config_arguments, config_from_args
+from model.startup import warm_up
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving.auth import BearerTokenInterceptor, read_tokens
 from serving.batcher import SCHEDULING, BatchingConfig
@@ -267,11 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-cert-file and --tls-key-file go together")
     if config.tls_client_ca_file and not config.tls_cert_file:
         parser.error("--tls-client-ca-file (mutual TLS) needs --tls-cert-file/--tls-key-file")
+    try:
+        warm_up(config.intra_op_threads, config.inter_op_threads)
+    except RuntimeError:  # TensorFlow already ran in this process: its pools are set
+        parser.error("--intra-op-threads and --inter-op-threads need a process whose "
+                     "TensorFlow has not started yet: run `python -m serving`")
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The worker thread runs Python between model calls; a shorter GIL switch interval
     # (default 5 ms) keeps the asyncio thread, which answers every RPC, responsive.
     sys.setswitchinterval(0.001)
+    log.info("TensorFlow threads: %s intra-op, %s inter-op",
+             *(n or "one per core (default)" for n in (config.intra_op_threads,
+                                                       config.inter_op_threads)))
     log.info("tasks: %s", ", ".join(f"{name} ({', '.join(task.methods)})"
                                     for name, task in sorted(tasks.items())))
     return asyncio.run(serve(config, batching, limits, tasks, per_model))

@@ -56,9 +56,9 @@ def tiny_export(tmp_path_factory, toy_corpus):
     return train(TASK, config), base
 
 
-def _serve(tiny_export, scheduling: str):
+def _serve(tiny_export, scheduling: str, *flags: str):
     _, base = tiny_export
-    process = ServerProcess(base, "--poll-seconds", "0", "--scheduling", scheduling)
+    process = ServerProcess(base, "--poll-seconds", "0", "--scheduling", scheduling, *flags)
     process.wait_until_serving()
     yield process.target, process.metrics_url, process.log_path
     code = process.stop()
@@ -74,8 +74,10 @@ def server(tiny_export):
 
 @pytest.fixture(scope="session")
 def request_server(tiny_export):
-    """The same, with request-level scheduling."""
-    yield from _serve(tiny_export, "request")
+    """The same, with request-level scheduling, and TensorFlow's thread pools set (one
+    thread per op, two ops at once) as the flags allow."""
+    yield from _serve(tiny_export, "request", "--intra-op-threads", "1",
+                      "--inter-op-threads", "2")
 
 
 @pytest.fixture(params=["step", "request"])

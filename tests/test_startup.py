@@ -57,6 +57,23 @@ def test_the_server_log_is_quiet_and_says_what_it_loaded(server):
                      r"toy-en-fr/1", text), text
 
 
+@pytest.mark.slow
+def test_the_server_sets_tensorflows_threads_before_it_starts(request_server):
+    _, _, log = request_server
+    assert "TensorFlow threads: 1 intra-op, 2 inter-op" in log.read_text()
+
+
+def test_thread_flags_are_refused_where_tensorflow_already_runs(capsys):
+    """In a process whose TensorFlow started (this one), the pools are fixed: setting
+    them says so instead of failing later."""
+    from serving.server import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--intra-op-threads", "3", "--model-base-path", "nowhere"])
+    assert exited.value.code == 2
+    assert "need a process whose TensorFlow has not started yet" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", [["health"], ["health", "--wait", "1"],
                                      ["translate", "one"], ["models"]])
 def test_a_client_pointed_at_nothing_says_so_and_names_the_flag(command):
