@@ -34,7 +34,11 @@ import_tensorflow(initialize=False)  # quietly, before anything else imports it;
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.decode import add_thread_arguments, start_tensorflow  # noqa: E402
+from benchmarks.decode import (  # noqa: E402
+    add_thread_arguments,
+    start_tensorflow,
+    thread_settings,
+)
 from benchmarks.load import (  # noqa: E402
     against_in_process,
     drive,
@@ -158,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path}: {len(images)} emoji test images (PNG), beam {args.beam_width}, captions "
           f"of at most {max_length} subwords")
     results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
-                     "intra_op_threads": args.intra_op_threads,
-                     "inter_op_threads": args.inter_op_threads,
+                     **thread_settings(args),
                      "beam_width": args.beam_width, "scheduling": args.scheduling,
                      "offline": [], "stepped": [], "server": []}
     print(f"\nin-process\n{'batch':>8} {'images/s':>10}")

@@ -64,6 +64,11 @@ def add_thread_arguments(parser: argparse.ArgumentParser) -> None:
                                  "serving` takes them (default: %(default)s = one per core)")
 
 
+def thread_settings(args: argparse.Namespace) -> dict[str, int]:
+    """The thread flags, for a benchmark's JSON."""
+    return {"intra_op_threads": args.intra_op_threads, "inter_op_threads": args.inter_op_threads}
+
+
 def start_tensorflow(args: argparse.Namespace) -> list[str]:
     """Starts this process's TensorFlow with the thread flags; returns them for a server,
     so that in-process and served figures run on the same pools."""
@@ -258,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(
             {"export": args.export, "beam_width": args.beam_width, "options": options,
-             "intra_op_threads": args.intra_op_threads,
-             "inter_op_threads": args.inter_op_threads,
+             **thread_settings(args),
              "model": shape and dataclasses.asdict(shape),
              "matmul_peak_gflops": [round(peak, 1) for peak in peaks], "results": results},
             indent=2) + "\n")

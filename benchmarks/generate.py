@@ -26,10 +26,16 @@ from pathlib import Path
 
 from model.startup import import_tensorflow
 
-import_tensorflow()  # before anything else imports it: quietly
+import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
+# runtime starts in `start_tensorflow`, once the thread flags are known
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.decode import (  # noqa: E402
+    add_thread_arguments,
+    start_tensorflow,
+    thread_settings,
+)
 from benchmarks.load import (  # noqa: E402
     against_in_process,
     drive,
@@ -114,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="streams each client opens one after the other, per level "
                              "(default: %(default)s)")
     parser.add_argument("--output", default="bench-generate", help="writes OUTPUT.json")
+    add_thread_arguments(parser)
     args = parser.parse_args(argv)
+    threads = start_tensorflow(args)
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [line[:args.prompt_chars] for line in lines]
     print(f"{path}: {len(prompts)} PTB test prompts of up to {args.prompt_chars} characters, "
           f"{args.max_chars} characters sampled each")
-    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
+    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(), **thread_settings(args),
                      "max_chars": args.max_chars, "offline": [], "server": []}
     print(f"\nin-process\n{'streams':>8} {'chars/s':>10} {'1st p50 ms':>11} {'1st p99 ms':>11}")
     for streams in args.streams:
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{streams:>8} {row['chars_per_second']:>10} {row['first_chunk_p50_ms']:>11} "
               f"{row['first_chunk_p99_ms']:>11}")
 
-    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0")
+    server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0", *threads)
     server.wait_until_serving()
     print("\nserver")
     try:

@@ -41,6 +41,7 @@ from benchmarks.decode import (
     load_sources,
     measure,
     start_tensorflow,
+    thread_settings,
 )
 from model.export import versions
 from protos.recur.v1 import recur_pb2
@@ -336,8 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return measure(signature, sources[:total], batch_size, options)
 
     results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
-                     "cpu_cores": os.cpu_count(), "intra_op_threads": args.intra_op_threads,
-                     "inter_op_threads": args.inter_op_threads,
+                     "cpu_cores": os.cpu_count(), **thread_settings(args),
                      "runs": {s: bench_server(args, s, sources, offline)
                               for s in args.scheduling}}
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -24,10 +24,16 @@ from pathlib import Path
 
 from model.startup import import_tensorflow
 
-import_tensorflow()  # before anything else imports it: quietly
+import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
+# runtime starts in `start_tensorflow`, once the thread flags are known
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.decode import (  # noqa: E402
+    add_thread_arguments,
+    start_tensorflow,
+    thread_settings,
+)
 from benchmarks.load import (  # noqa: E402
     against_in_process,
     drive,
@@ -96,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=2048,
                         help="Brown test sentences used (default: %(default)s)")
     parser.add_argument("--output", default="bench-tag", help="writes OUTPUT.json")
+    add_thread_arguments(parser)
     args = parser.parse_args(argv)
+    threads = start_tensorflow(args)
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sentences ({len(texts)}) must be at least --sentences-per-request")
     print(f"{path}: {len(texts)} Brown test sentences, "
           f"{sum(len(t.split()) for t in texts) / len(texts):.1f} words each on average")
-    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(),
+    results: dict = {"export": str(path), "cpu_cores": os.cpu_count(), **thread_settings(args),
                      "sentences_per_request": args.sentences_per_request,
                      "offline": [], "server": []}
     print(f"\nin-process\n{'batch':>8} {'tokens/s':>10}")
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{batch_size:>8} {row['tokens_per_second']:>10}")
 
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
-                           "--max-batch-size", str(args.max_batch_size))
+                           "--max-batch-size", str(args.max_batch_size), *threads)
     server.wait_until_serving()
     print(f"\nserver, {args.sentences_per_request} sentences per request")
     per_request = args.sentences_per_request

@@ -59,11 +59,12 @@ class ServerConfig:
     task_modules: str = option("", "comma-separated Python modules, each defining TASK (a "
                                    "serving.task.Task), for model kinds recur does not ship")
     intra_op_threads: int = option(0, "threads one TensorFlow op may use (0 = TensorFlow's "
-                                      "default, one per core). 1 suits small models (the "
-                                      "captioner, the tagger) on few cores: the encoder of "
-                                      "joining inputs and the running decode then share the "
-                                      "cores instead of oversubscribing them. Large models "
-                                      "at large batches want the default")
+                                      "default, one per core). 1 can suit small models on "
+                                      "few cores, whose ops are too small to split: the "
+                                      "encoder of joining inputs and the running decode "
+                                      "then share the cores instead of oversubscribing "
+                                      "them (measured in the README: the quick captioner "
+                                      "served faster, the quick translator slower)")
     inter_op_threads: int = option(0, "threads running independent TensorFlow ops at once "
                                       "(0 = TensorFlow's default, one per core)")
     log_level: str = option("INFO", "Python logging level")

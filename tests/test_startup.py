@@ -21,6 +21,9 @@ ENTRY_POINTS = [
     ["training.run", "translate", "--help"],
     ["benchmarks.decode", "--help"],
     ["benchmarks.load", "--help"],
+    ["benchmarks.caption", "--help"],
+    ["benchmarks.tag", "--help"],
+    ["benchmarks.generate", "--help"],
     ["serving.client", "--help"],
 ]
 
