@@ -232,9 +232,11 @@ class ModelRegistry:
         """Runs one input through each path so the first client does not pay for tracing
         (and records no metrics: it is not traffic). The step path twice: its second
         decode still cost 121 ms where the third took 9 (a char LM, measured), TensorFlow
-        finishing its work on the functions' graphs."""
+        finishing its work on the functions' graphs; then every function of the step
+        decoder, which a lone input's decode does not all call."""
         runner.run(rows)
         if decoder:
+            decoder.warm_up(rows)
             with decoder.unrecorded():
                 for _ in range(2):
                     decoder.join(decoder.start([("warm-up", rows)]))

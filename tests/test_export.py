@@ -69,6 +69,35 @@ def test_advance_steps_on_past_an_ended_input_which_gets_its_answer_alone(tiny_e
         np.testing.assert_allclose(out["scores"].numpy()[row], answer["scores"][0], atol=1e-5)
 
 
+def test_the_step_decoders_warm_up_leaves_nothing_behind(tiny_export):
+    """The server warms every compiled function of the step decoder at load: that leaves
+    no input in the decode and no sample in the metrics, and the first real input is
+    answered as the signature answers it."""
+    from prometheus_client import REGISTRY
+
+    from serving.step_decoder import StepDecoder
+
+    report, _ = tiny_export
+    loaded = tf.saved_model.load(str(report.export_path))
+    row = {"texts": "seven eight nine", "beam_width": 3, "length_penalty": 0.6,
+           "max_length": 20, "max_length_ratio": 0.0}
+    decoder = StepDecoder("warm-up-test", loaded, TRANSLATE.begin)
+    decoder.warm_up([row, {**row, "texts": "one"}])
+    assert decoder.rows == 0
+    assert REGISTRY.get_sample_value("recur_batch_size_count", {"model": "warm-up-test"}) in (
+        None, 0.0)
+
+    decoder.join(decoder.start([("first", [row])]))
+    finished = []
+    while decoder.rows:
+        finished += decoder.step()[0]
+    alone = TRANSLATE.signature.call(loaded.signatures["translate"],
+                                     [{**row, "num_hypotheses": 3}])
+    (ticket, _, outputs), = finished
+    assert ticket == "first"
+    assert outputs["texts"].tolist() == alone["texts"][0].tolist()
+
+
 def test_reloaded_savedmodel_matches_the_keras_model(tmp_path):
     """Decoding in-process with the Keras model and through the reloaded export agree."""
     texts = [t for pair in toy_pairs(100) for t in pair]
