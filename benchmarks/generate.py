@@ -96,7 +96,8 @@ def served(target: str, model: str, prompts: list[str], streams: int, max_chars:
             if first is None and chunk.text:
                 first = time.perf_counter() - started
             chars += len(chunk.text)
-        firsts.append(first if first is not None else time.perf_counter() - started)
+        if i < total:  # not a warm-up request
+            firsts.append(first if first is not None else time.perf_counter() - started)
         return chars
 
     run = drive(target, streams, total, send)

@@ -78,7 +78,7 @@ def closed_loop(target: str, model: str, texts: list[str], clients: int, per_req
     run = drive(target, clients, total, send)
     return {"clients": clients, "requests": total, "errors": len(run.errors),
             "tokens_per_second": round(run.units / run.seconds),
-            "requests_per_second": round(len(run.latencies) / run.seconds, 1),
+            "requests_per_second": round(run.answered / run.seconds, 1),
             **latency_summary([s for _, s in run.latencies])}
 
 

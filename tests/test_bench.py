@@ -34,3 +34,35 @@ def test_bench_writes_json_and_png(tiny_export, tmp_path):
         assert overload["answered"] == overload["sent"] and overload["hung"] == 0
         assert scheduling["server_exit_code"] == 0
     assert output.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_closed_loop_clients_warm_up_untimed_and_are_timed_while_all_are_busy(server):
+    """`drive`: each client's warm-up requests (indices past `total`) all end before the
+    first timed one starts; the window ends when the first client runs out, so it
+    counts no more answers than were timed, and the tail of the run lies outside it."""
+    import threading
+    import time
+
+    from benchmarks.load import WARM_UP_PER_CLIENT, drive, request
+
+    target, _, _ = server
+    calls: list[tuple[int, float, float]] = []
+    lock = threading.Lock()
+
+    def send(client, i: int) -> int:
+        started = time.perf_counter()
+        client.stub.Translate(request("toy-en-fr", "one two three", 2), timeout=30)
+        with lock:
+            calls.append((i, started, time.perf_counter()))
+        return 1
+
+    began = time.perf_counter()
+    run = drive(target, 4, 24, send)
+    elapsed = time.perf_counter() - began
+    warm = [c for c in calls if c[0] >= 24]
+    timed = [c for c in calls if c[0] < 24]
+    assert len(warm) == 4 * WARM_UP_PER_CLIENT and sorted(c[0] for c in timed) == list(range(24))
+    assert max(end for _, _, end in warm) <= min(start for _, start, _ in timed)
+    assert len(run.latencies) == 24 and not run.errors
+    assert 0 < run.answered == run.units < 24
+    assert 0 < run.seconds < elapsed
