@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,45 +80,48 @@ def drive(target: str, clients: int, total: int,
     all are answered: a closed loop, the load of `clients` waiting users.
 
     First `WARM_UP_PER_CLIENT` requests a client, untimed (indices from `total` on), as
-    the in-process figures decode an untimed batch first: a server's first calls at each
-    new batch shape pay for TensorFlow's first runs (oneDNN builds its kernels per
-    shape). The clock then runs from when every client is connected and warm to when
-    the first finds no request left; throughput counts the answers in that window,
-    when all `clients` were waiting (the last requests run at ever lower concurrency)."""
+    the in-process figures decode an untimed batch first: a server's first calls at new
+    batch shapes are slower. The clock then runs from when every client is connected and
+    warm to when the first finds no request left; throughput counts the answers in that
+    window, when all `clients` were waiting (the last requests run at ever lower
+    concurrency)."""
     if total < clients:
         raise ValueError(f"{total} requests cannot keep {clients} clients busy")
     driven = Driven([], 0, 0, [], 0.0)
-    counters = iter(range(total)), iter(range(total, total + clients * WARM_UP_PER_CLIENT))
+    warm_ups = iter(range(total, total + clients * WARM_UP_PER_CLIENT))
+    timed = iter(range(total))
     lock = threading.Lock()
     window: list[float] = []  # [start, end]
     ready = threading.Barrier(clients, action=lambda: window.append(time.perf_counter()))
 
+    def send_all(client: RecurClient, indices: Iterator[int], timing: bool) -> None:
+        while True:
+            with lock:
+                i = next(indices, None)
+                if i is None and timing and len(window) == 1:
+                    window.append(time.perf_counter())  # the first client out
+            if i is None:
+                return
+            started = time.perf_counter()
+            try:
+                units = send(client, i)
+            except grpc.RpcError as error:
+                if timing:
+                    driven.errors.append(error.code().name)
+                continue
+            ended = time.perf_counter()
+            if timing:
+                with lock:
+                    driven.latencies.append((i, ended - started))
+                    if len(window) == 1:
+                        driven.answered += 1
+                        driven.units += units
+
     def client_loop() -> None:
         with RecurClient(target, timeout=120) as client:
-            for timed in (False, True):
-                if timed:
-                    ready.wait()
-                while True:
-                    with lock:
-                        i = next(counters[not timed], None)
-                        if i is None and timed and len(window) == 1:
-                            window.append(time.perf_counter())
-                    if i is None:
-                        break
-                    started = time.perf_counter()
-                    try:
-                        units = send(client, i)
-                    except grpc.RpcError as error:
-                        if timed:
-                            driven.errors.append(error.code().name)
-                        continue
-                    ended = time.perf_counter()
-                    with lock:
-                        if timed:
-                            driven.latencies.append((i, ended - started))
-                        if timed and len(window) == 1:
-                            driven.answered += 1
-                            driven.units += units
+            send_all(client, warm_ups, timing=False)
+            ready.wait()
+            send_all(client, timed, timing=True)
 
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client_loop) for _ in range(clients)]:

@@ -230,18 +230,10 @@ class ModelRegistry:
     @staticmethod
     def _warm_up(runner: SignatureRunner, decoder: StepDecoder | None, rows: list) -> None:
         """Runs one input through each path so the first client does not pay for tracing
-        (and records no metrics: it is not traffic). The step path twice: its second
-        decode still cost 121 ms where the third took 9 (a char LM, measured), TensorFlow
-        finishing its work on the functions' graphs; then every function of the step
-        decoder, which a lone input's decode does not all call."""
+        and TensorFlow's first runs (recording no metrics: it is not traffic)."""
         runner.run(rows)
         if decoder:
             decoder.warm_up(rows)
-            with decoder.unrecorded():
-                for _ in range(2):
-                    decoder.join(decoder.start([("warm-up", rows)]))
-                    while decoder.rows:
-                        decoder.step()
 
     def _batcher_failed(self, name: str, version: int) -> None:
         """The batcher of `name` `version` stopped on an error: health NOT_SERVING until
