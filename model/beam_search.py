@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from model.sampling import NEG_INF, Sampling, by_score, perturb
+from model.top_k import top_k
 
 State = Any  # a nest of tensors, each [batch * beam, ...]
 StepFn = Callable[[tf.Tensor, State, State, tf.Tensor], tuple[tf.Tensor, State]]
@@ -150,7 +151,7 @@ class BeamSearch:
         batch, beam = tf.shape(beams.log_probs)[0], tf.shape(beams.log_probs)[1]
         log_probs, model_state = step_fn(beams.last_tokens, beams.model_state, beams.context,
                                          beams.step)
-        vocab = tf.shape(log_probs)[-1]
+        vocab = log_probs.shape[-1] or tf.shape(log_probs)[-1]  # static where known
         log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, beam, vocab])
         step = beams.step[:, None]  # [batch, 1]
         scored = tf.where(beams.finished, beams.lengths + 1, step + 1)  # tokens scored
@@ -198,7 +199,7 @@ class BeamSearch:
         """By score: each hypothesis' k best-scoring tokens; one that has finished (or
         whose input is at its length limit) nominates only EOS (at no cost if finished)."""
         k = tf.minimum(tf.shape(beams.log_probs)[1], tf.shape(log_probs)[2])
-        _, ids = tf.math.top_k((beams.log_probs[..., None] + log_probs) / penalty, k=k)
+        _, ids = top_k((beams.log_probs[..., None] + log_probs) / penalty, k=k)
         best = tf.gather(log_probs, ids, batch_dims=2)  # [batch, beam, k]
         at_limit = (beams.step >= beams.max_length)[:, None]  # [batch, 1]
         only_eos = tf.logical_or(beams.finished, at_limit)[..., None]  # [batch, beam, 1]
@@ -226,7 +227,7 @@ class BeamSearch:
         ranking = (beams.log_probs[..., None] + log_probs) / penalty
         ranking = perturb(ranking, log_probs, beams.log_probs, beams.sampling, beams.step)
         k = tf.minimum(tf.shape(beams.log_probs)[1], vocab)
-        ranking, ids = tf.math.top_k(ranking, k=k)
+        ranking, ids = top_k(ranking, k=k)
         return ids, tf.gather(log_probs, ids, batch_dims=2), ranking
 
     def finalize(self, beams: Beams, num_hypotheses: tf.Tensor) -> BeamSearchResult:
