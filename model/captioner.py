@@ -34,7 +34,7 @@ class Captioner(DecoderExport):
         beams, positions = self._begin(images, beam_width,
                                        tf.broadcast_to(length_penalty, [batch]),
                                        tf.broadcast_to(max_length, [batch]))
-        beams = self.beam_search.run(self.decode_step, beams)
+        beams = self.search(beams)
         return {**self.finish(beams, num_hypotheses), SOURCE_TOKENS: positions,
                 DECODE_STEPS: tf.reduce_max(beams.step)}
 

@@ -54,7 +54,7 @@ class Generator(DecoderExport):
         each = [tf.broadcast_to(option, [batch])
                 for option in (max_length, temperature, top_k, top_p, seed)]
         beams, prompt_chars = self._begin(texts, beam_width, *each)
-        beams = self.beam_search.run(self.decode_step, beams)
+        beams = self.search(beams)
         return {**self.finish(beams, num_hypotheses), SOURCE_TOKENS: prompt_chars,
                 DECODE_STEPS: tf.reduce_max(beams.step)}
 

@@ -2,9 +2,9 @@
 
 A decoder's exported module (the translator, and every model kind that decodes with
 the one beam search) subclasses `DecoderExport`: it supplies its step function and its
-detokenizer; this class turns finished hypotheses into n-best outputs, supplies
-`advance` (see `model/contract.py`) and saves it with the task's signature and `begin`,
-traced for any batch, time and source length.
+detokenizer; this class runs the search (optionally compiled with XLA), turns finished
+hypotheses into n-best outputs, supplies `advance` (see `model/contract.py`) and saves it
+with the task's signature and `begin`, traced for any batch, time and source length.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from model.contract import (
 )
 from model.export import portable_kernels
 
+XLA_BUCKET = 16  # with `xla`, time axes are padded to a multiple: fewer shapes to compile
+
 
 class DecoderExport(tf.Module):
     """Base of a decoder's exported `tf.Module`: a trained Keras `model` and the
@@ -43,16 +45,24 @@ class DecoderExport(tf.Module):
     By default a step is the model's `decode_step` (a `beam_search.StepFn`) and outputs
     are detokenized by the tokenizer's `detokenize`; subclasses may override either.
     They define the task's signature function and `begin` with the input signatures of
-    the task's contract, and call `save_functions`. With `streams`, `advance` also
-    returns each input's settled text (`partial_texts`).
+    the task's contract, decode with `search`, and call `save_functions`. With `streams`,
+    `advance` also returns each input's settled text (`partial_texts`).
+
+    With `xla`, the search loop is saved compiled with XLA (on whatever device runs it):
+    fewer, fused kernels, which pays most at small batches, where a step is mostly the
+    cost of launching its ops. XLA compiles once per shape, so the output buffer is
+    padded to a multiple of `XLA_BUCKET` steps (and a subclass pads its source alike);
+    each new batch size and beam width still costs a compilation of about a second.
     """
 
     streams = False
 
     def __init__(self, name: str, beam_search: BeamSearch, model: keras.Model,
-                 tokenizer: tf.Module):
+                 tokenizer: tf.Module, xla: bool = False):
         super().__init__(name=name)
         self.beam_search = beam_search
+        self.xla = xla
+        self._loop = tf.function(self._run, jit_compile=True) if xla else self._run
         self.model = model
         # Keras tracks some state (dropout seed generators) outside TF's object graph;
         # listing every variable here makes the SavedModel carry all of it.
@@ -65,6 +75,18 @@ class DecoderExport(tf.Module):
     def decode_step(self, tokens: tf.Tensor, state: State, context: State, steps: tf.Tensor
                     ) -> tuple[tf.Tensor, State]:
         return self.model.decode_step(tokens, state, context, steps)
+
+    def search(self, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
+        """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`);
+        with `xla`, in the compiled loop, its output buffer [batch, beam, time] padded to
+        a multiple of `XLA_BUCKET` steps (never read past a row's limit)."""
+        if self.xla:
+            padding = -tf.shape(beams.tokens)[2] % XLA_BUCKET
+            beams = beams._replace(tokens=tf.pad(beams.tokens, [[0, 0], [0, 0], [0, padding]]))
+        return self._loop(beams, max_steps)
+
+    def _run(self, beams: Beams, max_steps: tf.Tensor | None) -> Beams:
+        return self.beam_search.run(self.decode_step, beams, max_steps)
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """[batch, (time)] output ids (no specials) -> [batch] strings."""
@@ -99,7 +121,7 @@ class DecoderExport(tf.Module):
         results with every hypothesis (the driver keeps as many as each asked for);
         `partial_texts` [batch] for tasks that stream.
         """
-        after = self.beam_search.run(self.decode_step, beams, max_steps)
+        after = self.search(beams, max_steps)
         ended = finished_rows(after)
         done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
         # Its last hypothesis wrote EOS on the step the input ended: its length is that

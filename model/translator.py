@@ -14,7 +14,7 @@ import tensorflow as tf
 from model.beam_search import BeamSearch
 from model.contract import DECODE_STEPS, SOURCE_TOKENS, TRANSLATE
 from model.seq2seq import Seq2Seq
-from model.step_functions import DecoderExport
+from model.step_functions import XLA_BUCKET, DecoderExport
 from model.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
 
 # An output may have at most ratio * source tokens + this many tokens.
@@ -26,11 +26,14 @@ class Translator(DecoderExport):
 
     Args:
       max_source_tokens: source subwords kept (longer inputs are truncated).
+      xla: save the search loop compiled with XLA (`DecoderExport`); the source is then
+        padded to a multiple of `XLA_BUCKET` tokens, so its length varies in few steps.
     """
 
-    def __init__(self, model: Seq2Seq, tokenizer: SubwordTokenizer, max_source_tokens: int):
+    def __init__(self, model: Seq2Seq, tokenizer: SubwordTokenizer, max_source_tokens: int,
+                 xla: bool = False):
         super().__init__("translator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID), model,
-                         tokenizer)
+                         tokenizer, xla)
         self.max_source_tokens = max_source_tokens
 
     @tf.function(input_signature=TRANSLATE.signature.inputs)
@@ -44,7 +47,7 @@ class Translator(DecoderExport):
         """
         beams, source_tokens = self._begin(texts, beam_width, length_penalty, max_length,
                                            max_length_ratio)
-        beams = self.beam_search.run(self.decode_step, beams)
+        beams = self.search(beams)
         return {**self.finish(beams, num_hypotheses), SOURCE_TOKENS: source_tokens,
                 DECODE_STEPS: tf.reduce_max(beams.step)}
 
@@ -64,7 +67,10 @@ class Translator(DecoderExport):
                            tf.int32)
         limit = tf.where(max_length_ratio > 0,
                          tf.minimum(max_length, relative + MAX_LENGTH_OFFSET), max_length)
-        state, context = self.model.start_decoding(source.to_tensor())
+        source = source.to_tensor()  # [batch, src_time]
+        if self.xla:  # padding is masked: the encoder's and the attention's mask
+            source = tf.pad(source, [[0, 0], [0, -tf.shape(source)[1] % XLA_BUCKET]])
+        state, context = self.model.start_decoding(source)
         limit = tf.broadcast_to(limit, tf.shape(source_tokens))
         return self.beam_search.initialize(state, context, beam_width, length_penalty,
                                            limit), source_tokens

@@ -171,3 +171,44 @@ def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch):
     monkeypatch.undo()
     out = call_signature(tf.saved_model.load(str(tmp_path)).signatures["translate"])
     assert out["texts"].shape == (len(SOURCES), 3)  # runs on this CPU-only machine
+
+
+def test_an_xla_export_compiles_its_search_and_answers_as_the_plain_one(tmp_path):
+    """`xla=True` saves the search loop for XLA (and pads source and output buffer to
+    buckets): the same n-best from the signature and from begin / advance, for sources
+    on both sides of a bucket's edge."""
+    texts = [t for pair in toy_pairs(100) for t in pair]
+    tokenizer = SubwordTokenizer(train_sentencepiece(texts, TokenizerConfig(vocab_size=40)))
+    model = Seq2Seq(tokenizer.vocab_size, embedding_dim=8, units=16, dropout=0.0)
+    model((tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32)))
+    sources = [*SOURCES, " ".join(["three four"] * 12)]  # past 16 source tokens
+    answers = {}
+    for xla in (False, True):
+        path = tmp_path / str(xla)
+        Translator(model, tokenizer, max_source_tokens=32, xla=xla).save(path)
+        loaded = tf.saved_model.load(str(path))
+        rows = [{"texts": t, "beam_width": 3, "length_penalty": 0.6, "max_length": 20,
+                 "max_length_ratio": 0.0} for t in sources]
+        whole = TRANSLATE.signature.call(loaded.signatures["translate"],
+                                         [{**row, "num_hypotheses": 3} for row in rows])
+        beams, _ = loaded.begin(**TRANSLATE.begin.arguments(rows))
+        _, stepped = loaded.advance(beams, tf.constant(30))
+        answers[xla] = whole, {k: v.numpy() for k, v in stepped.items()}
+        library = saved_function_attributes(path)
+        assert any(attrs.get("_XlaMustCompile") for attrs in library) == xla
+
+    (plain, plain_stepped), (compiled, compiled_stepped) = answers[False], answers[True]
+    np.testing.assert_array_equal(compiled["texts"], plain["texts"])
+    np.testing.assert_allclose(compiled["scores"], plain["scores"], atol=1e-5)
+    np.testing.assert_array_equal(compiled_stepped["texts"], plain_stepped["texts"])
+    np.testing.assert_array_equal(compiled_stepped["texts"][:, :3], plain["texts"])
+    np.testing.assert_allclose(compiled_stepped["scores"], plain_stepped["scores"], atol=1e-5)
+
+
+def saved_function_attributes(path) -> list[dict]:
+    """The boolean attributes of every function in a SavedModel's function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    return [{name: value.b for name, value in function.attr.items()}
+            for function in saved.meta_graphs[0].graph_def.library.function]
