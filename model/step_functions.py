@@ -48,11 +48,12 @@ class DecoderExport(tf.Module):
     the task's contract, decode with `search`, and call `save_functions`. With `streams`,
     `advance` also returns each input's settled text (`partial_texts`).
 
-    With `xla`, the search loop is saved compiled with XLA (on whatever device runs it):
-    fewer, fused kernels, which pays most at small batches, where a step is mostly the
-    cost of launching its ops. XLA compiles once per shape, so the output buffer is
-    padded to a multiple of `XLA_BUCKET` steps (and a subclass pads its source alike);
-    each new batch size and beam width still costs a compilation of about a second.
+    With `xla`, the search loop (and what a subclass passes through `compiled`) is saved
+    compiled with XLA, on whatever device runs it: fewer, fused kernels, which pays most
+    at small batches, where a step is mostly the cost of launching its ops. XLA compiles
+    once per shape, so the output buffer is padded to a multiple of `XLA_BUCKET` steps
+    (and a subclass pads its source alike); each new batch size and beam width still
+    costs a compilation of about a second.
     """
 
     streams = False
@@ -62,7 +63,7 @@ class DecoderExport(tf.Module):
         super().__init__(name=name)
         self.beam_search = beam_search
         self.xla = xla
-        self._loop = tf.function(self._run, jit_compile=True) if xla else self._run
+        self._loop = self.compiled(self._run)
         self.model = model
         # Keras tracks some state (dropout seed generators) outside TF's object graph;
         # listing every variable here makes the SavedModel carry all of it.
@@ -75,6 +76,11 @@ class DecoderExport(tf.Module):
     def decode_step(self, tokens: tf.Tensor, state: State, context: State, steps: tf.Tensor
                     ) -> tuple[tf.Tensor, State]:
         return self.model.decode_step(tokens, state, context, steps)
+
+    def compiled(self, function):
+        """`function` as it runs in the export: with `xla`, compiled by XLA (its inputs'
+        shapes should take few values: see `XLA_BUCKET`)."""
+        return tf.function(function, jit_compile=True) if self.xla else function
 
     def search(self, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
         """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`);

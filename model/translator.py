@@ -26,8 +26,9 @@ class Translator(DecoderExport):
 
     Args:
       max_source_tokens: source subwords kept (longer inputs are truncated).
-      xla: save the search loop compiled with XLA (`DecoderExport`); the source is then
-        padded to a multiple of `XLA_BUCKET` tokens, so its length varies in few steps.
+      xla: save the encoder and the search loop compiled with XLA (`DecoderExport`); the
+        source is then padded to a multiple of `XLA_BUCKET` tokens, so its length varies
+        in few steps.
     """
 
     def __init__(self, model: Seq2Seq, tokenizer: SubwordTokenizer, max_source_tokens: int,
@@ -35,6 +36,7 @@ class Translator(DecoderExport):
         super().__init__("translator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID), model,
                          tokenizer, xla)
         self.max_source_tokens = max_source_tokens
+        self._start_decoding = self.compiled(model.start_decoding)
 
     @tf.function(input_signature=TRANSLATE.signature.inputs)
     def translate(self, texts, beam_width, num_hypotheses, length_penalty, max_length,
@@ -70,7 +72,7 @@ class Translator(DecoderExport):
         source = source.to_tensor()  # [batch, src_time]
         if self.xla:  # padding is masked: the encoder's and the attention's mask
             source = tf.pad(source, [[0, 0], [0, -tf.shape(source)[1] % XLA_BUCKET]])
-        state, context = self.model.start_decoding(source)
+        state, context = self._start_decoding(source)
         limit = tf.broadcast_to(limit, tf.shape(source_tokens))
         return self.beam_search.initialize(state, context, beam_width, length_penalty,
                                            limit), source_tokens

@@ -149,9 +149,11 @@ def saved_op_types(path) -> set[str]:
     return ops
 
 
-def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch):
+@pytest.mark.parametrize("xla", [False, True])
+def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch, xla):
     """On a GPU, Keras RNN layers trace CudnnRNNV3 (no CPU kernel). There is no GPU here,
-    so make Keras believe there is one: the export must still use portable kernels."""
+    so make Keras believe there is one: the export must still use portable kernels, also
+    in the functions it compiles with XLA."""
     keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
     monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
     texts = [t for pair in toy_pairs(100) for t in pair]
@@ -164,7 +166,7 @@ def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch):
     graph = tf.function(model.encode).get_concrete_function(source).graph
     assert any(op.type.startswith("Cudnn") for op in graph.get_operations())
 
-    Translator(model, tokenizer, max_source_tokens=16).save(tmp_path)
+    Translator(model, tokenizer, max_source_tokens=16, xla=xla).save(tmp_path)
     ops = saved_op_types(tmp_path)
     assert not {op for op in ops if op.startswith("Cudnn")}
     assert "SentencepieceOp" in ops or any("Sentencepiece" in op for op in ops)

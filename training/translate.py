@@ -54,10 +54,11 @@ class TranslateConfig(TrainingConfig, Seq2SeqConfig):
                                           "(0 = no relative limit); exported as the default")
     eval_beam_width: int = option(4, "beam width of the final BLEU (greedy is measured too)")
     eval_length_penalty: float = option(0.6, "GNMT length penalty alpha of the final BLEU")
-    xla_decode: bool = option(False, "export the decoding loop compiled with XLA: faster at "
-                                     "small batches, but each new batch size, beam width and "
-                                     "16-token bucket of source or output length compiles "
-                                     "once (about a second on a CPU)")
+    xla_decode: bool = option(False, "export the encoder and the decoding loop compiled with "
+                                     "XLA: faster at small batches, but each new batch "
+                                     "size, beam width and 16-token bucket of source or "
+                                     "output length compiles once (about a second on a "
+                                     "CPU)")
 
     def default_name(self) -> str:
         return f"translate-{self.source}-{self.target}"
