@@ -65,6 +65,7 @@ class Meta:
     SIGNATURE = "signature"
     LABELS = "labels"
     METRICS = "metrics"
+    XLA = "xla"  # true: decoding compiled with XLA, once per new shape (`DecoderExport`)
 
 
 # Outputs with a meaning for the server itself.

@@ -225,6 +225,10 @@ class ModelRegistry:
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
                  task.name, batching.scheduling, path, time.monotonic() - started)
+        if metadata.get(Meta.XLA):
+            log.info("%s version %d decodes compiled with XLA: the first request of each new "
+                     "batch size, beam width and 16-token length bucket waits for its "
+                     "compilation (about a second on a CPU)", name, version)
         return ServedModel(name, version, path, task.name, metadata, batcher, loaded)
 
     @staticmethod

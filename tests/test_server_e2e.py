@@ -3,6 +3,7 @@ free localhost ports, called over real gRPC by the project's client, metrics scr
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -235,3 +236,43 @@ def test_requests_with_different_options_batch_correctly(any_server):
         np.testing.assert_allclose([s for _, s in got[0]], [s for _, s in expected[0]],
                                    atol=1e-4)
     assert [len(a[0]) for a in alone] == [n for _, _, n in cases]
+
+
+def test_an_xla_export_is_served_with_the_plain_exports_answers(server, tiny_export,
+                                                                 tmp_path):
+    """The tiny model exported again with --xla-decode: the step scheduler runs its
+    compiled decode on every shape the running batch takes (each compiled once), and
+    concurrent requests of several sizes and beam widths get the plain export's answers;
+    the log says the decode is compiled."""
+    from serving.process import ServerProcess
+    from training.driver import train
+    from training.translate import TASK, TranslateConfig
+
+    report, _ = tiny_export
+    config = json.loads((report.export_path / "recur.json").read_text())["config"]
+    weights = f"{config['run_dir']}/{config['model_name']}/model.weights.h5"
+    train(TASK, TranslateConfig(**{**config, "xla_decode": True, "epochs": 0,
+                                   "init_weights": weights,
+                                   "export_base": str(tmp_path / "exports")}))
+    process = ServerProcess(tmp_path / "exports", "--poll-seconds", "0")
+    process.wait_until_serving()
+    try:
+        requests = [recur_pb2.TranslateRequest(
+            model=recur_pb2.ModelSpec(name=MODEL), texts=texts,
+            options=recur_pb2.DecodeOptions(beam_width=beam, num_hypotheses=2))
+            for texts in (["one two"], ["seven eight nine ten", "three"],
+                          ["five six seven", "nine", "two two two two two two"])
+            for beam in (2, 4)]
+        answers = {}
+        for target in (process.target, server[0]):
+            with RecurClient(target) as client:
+                futures = [client.stub.Translate.future(r, timeout=120) for r in requests]
+                answers[target] = [[[(h.text, h.score) for h in n.hypotheses]
+                                    for n in f.result().results] for f in futures]
+        for compiled, plain in zip(answers[process.target], answers[server[0]], strict=True):
+            assert [[t for t, _ in n] for n in compiled] == [[t for t, _ in n] for n in plain]
+            np.testing.assert_allclose([[s for _, s in n] for n in compiled],
+                                       [[s for _, s in n] for n in plain], atol=1e-4)
+        assert "decodes compiled with XLA" in process.log_path.read_text()
+    finally:
+        assert process.stop() == 0, process.log_path.read_text()

@@ -155,6 +155,7 @@ class TranslateTask(TrainingTask):
     def metadata(self, config: TranslateConfig, data: TranslationData) -> dict[str, Any]:
         return {
             Meta.SIGNATURE: TRANSLATE.signature.name,
+            Meta.XLA: config.xla_decode,
             "source_language": config.source,
             "target_language": config.target,
             MAX_LENGTH.name: config.max_target_tokens - 1,
