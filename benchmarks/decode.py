@@ -4,13 +4,15 @@ share of this machine's matrix-product speed it uses.
     python -m benchmarks.decode exports/translate-en-fr/1 --batch-sizes 1 64
 
 Translates real held-out sentences (the Bible test books, or --source-file) in
-batches through the SavedModel's `translate` signature, after an untimed first pass
-over the same batches (which also compiles every shape an XLA export meets: its time
-is printed too), and prints per batch size: sentences/s, target tokens/s (tokens of the best
+batches through the SavedModel's `translate` signature, after a first pass over the
+same batches that the figures leave out (it also compiles every shape an XLA export
+meets; its time is printed apart), and prints per batch size: sentences/s, target
+tokens/s (tokens of the best
 hypothesis, EOS excluded, as CTranslate2's tables count them), the decoder steps
 run, and the effective GFLOP/s of the decode's matrix products. Those are counted
 from the model's shapes (the export's `recur.json`) and the work actually run: the
-encoder over every padded source position, and at every step of the in-graph loop
+encoder over every source position up to the batch's longest source (an XLA export's
+padding past it to its bucket is not counted), and at every step of the in-graph loop
 the cell, attention and output projection for every hypothesis (the loop steps
 all rows of a batch until its last one ends). Beside it, a matmul peak measured in
 the same run: one TensorFlow [rows x units] x [units x vocab] product, the decode's

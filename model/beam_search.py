@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from model.sampling import NEG_INF, Sampling, by_score, perturb
-from model.top_k import top_k
+from model.top_k import blocked_top_k
 
 State = Any  # a nest of tensors, each [batch * beam, ...]
 StepFn = Callable[[tf.Tensor, State, State, tf.Tensor], tuple[tf.Tensor, State]]
@@ -199,7 +199,7 @@ class BeamSearch:
         """By score: each hypothesis' k best-scoring tokens; one that has finished (or
         whose input is at its length limit) nominates only EOS (at no cost if finished)."""
         k = tf.minimum(tf.shape(beams.log_probs)[1], tf.shape(log_probs)[2])
-        _, ids = top_k((beams.log_probs[..., None] + log_probs) / penalty, k=k)
+        _, ids = blocked_top_k((beams.log_probs[..., None] + log_probs) / penalty, k=k)
         best = tf.gather(log_probs, ids, batch_dims=2)  # [batch, beam, k]
         at_limit = (beams.step >= beams.max_length)[:, None]  # [batch, 1]
         only_eos = tf.logical_or(beams.finished, at_limit)[..., None]  # [batch, beam, 1]
@@ -227,7 +227,7 @@ class BeamSearch:
         ranking = (beams.log_probs[..., None] + log_probs) / penalty
         ranking = perturb(ranking, log_probs, beams.log_probs, beams.sampling, beams.step)
         k = tf.minimum(tf.shape(beams.log_probs)[1], vocab)
-        ranking, ids = top_k(ranking, k=k)
+        ranking, ids = blocked_top_k(ranking, k=k)
         return ids, tf.gather(log_probs, ids, batch_dims=2), ranking
 
     def finalize(self, beams: Beams, num_hypotheses: tf.Tensor) -> BeamSearchResult:

@@ -68,6 +68,11 @@ class Meta:
     XLA = "xla"  # true: decoding compiled with XLA, once per new shape (`DecoderExport`)
 
 
+XLA_BUCKET = 16
+"""An XLA export pads its time axes (source, output buffer) to multiples of this: fewer
+shapes to compile."""
+
+
 # Outputs with a meaning for the server itself.
 SOURCE_TOKENS = "source_tokens"  # [batch] int32, tokens of each input (padding metric)
 DECODE_STEPS = "decode_steps"  # [] int32 (signature) or [ended] int32 (advance)

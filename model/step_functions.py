@@ -9,7 +9,7 @@ with the task's signature and `begin`, traced for any batch, time and source len
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -30,12 +30,18 @@ from model.contract import (
     NBEST,
     PARTIAL_TEXTS,
     STEPS,
+    XLA_BUCKET,
     FunctionContract,
     TaskContract,
 )
 from model.export import portable_kernels
 
-XLA_BUCKET = 16  # with `xla`, time axes are padded to a multiple: fewer shapes to compile
+
+def pad_to_bucket(tensor: tf.Tensor, axis: int) -> tf.Tensor:
+    """`tensor` with zeros appended along `axis` up to a multiple of `XLA_BUCKET`."""
+    padding = [[0, 0]] * tensor.shape.rank
+    padding[axis] = [0, -tf.shape(tensor)[axis] % XLA_BUCKET]
+    return tf.pad(tensor, padding)
 
 
 class DecoderExport(tf.Module):
@@ -52,7 +58,7 @@ class DecoderExport(tf.Module):
     compiled with XLA, on whatever device runs it: fewer, fused kernels, which pays most
     at small batches, where a step is mostly the cost of launching its ops. XLA compiles
     once per shape, so the output buffer is padded to a multiple of `XLA_BUCKET` steps
-    (and a subclass pads its source alike); each new batch size and beam width still
+    (and `Translator` pads its source alike); each new batch size and beam width still
     costs a compilation of about a second.
     """
 
@@ -77,7 +83,7 @@ class DecoderExport(tf.Module):
                     ) -> tuple[tf.Tensor, State]:
         return self.model.decode_step(tokens, state, context, steps)
 
-    def compiled(self, function):
+    def compiled(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function` as it runs in the export: with `xla`, compiled by XLA (its inputs'
         shapes should take few values: see `XLA_BUCKET`)."""
         return tf.function(function, jit_compile=True) if self.xla else function
@@ -87,8 +93,7 @@ class DecoderExport(tf.Module):
         with `xla`, in the compiled loop, its output buffer [batch, beam, time] padded to
         a multiple of `XLA_BUCKET` steps (never read past a row's limit)."""
         if self.xla:
-            padding = -tf.shape(beams.tokens)[2] % XLA_BUCKET
-            beams = beams._replace(tokens=tf.pad(beams.tokens, [[0, 0], [0, 0], [0, padding]]))
+            beams = beams._replace(tokens=pad_to_bucket(beams.tokens, axis=2))
         return self._loop(beams, max_steps)
 
     def _run(self, beams: Beams, max_steps: tf.Tensor | None) -> Beams:

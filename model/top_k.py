@@ -14,7 +14,7 @@ import tensorflow as tf
 BLOCK = 64  # entries per block: the fastest of 32..256 at 8,000 entries a row here
 
 
-def top_k(values: tf.Tensor, k: tf.Tensor | int) -> tuple[tf.Tensor, tf.Tensor]:
+def blocked_top_k(values: tf.Tensor, k: tf.Tensor | int) -> tuple[tf.Tensor, tf.Tensor]:
     """values [..., n] float, k <= n -> (values, indices) [..., k], exactly
     `tf.math.top_k(values, k)`: largest first, equal values in index order.
 

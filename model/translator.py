@@ -14,7 +14,7 @@ import tensorflow as tf
 from model.beam_search import BeamSearch
 from model.contract import DECODE_STEPS, SOURCE_TOKENS, TRANSLATE
 from model.seq2seq import Seq2Seq
-from model.step_functions import XLA_BUCKET, DecoderExport
+from model.step_functions import DecoderExport, pad_to_bucket
 from model.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
 
 # An output may have at most ratio * source tokens + this many tokens.
@@ -71,7 +71,7 @@ class Translator(DecoderExport):
                          tf.minimum(max_length, relative + MAX_LENGTH_OFFSET), max_length)
         source = source.to_tensor()  # [batch, src_time]
         if self.xla:  # padding is masked: the encoder's and the attention's mask
-            source = tf.pad(source, [[0, 0], [0, -tf.shape(source)[1] % XLA_BUCKET]])
+            source = pad_to_bucket(source, axis=1)
         state, context = self._start_decoding(source)
         limit = tf.broadcast_to(limit, tf.shape(source_tokens))
         return self.beam_search.initialize(state, context, beam_width, length_penalty,

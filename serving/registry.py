@@ -28,7 +28,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_text  # noqa: F401 - registers the SentencePiece ops the exports use
 
-from model.contract import ContractError, Meta, check_version, has_step_functions
+from model.contract import XLA_BUCKET, ContractError, Meta, check_version, has_step_functions
 from model.export import read_metadata, versions
 from serving import metrics
 from serving.batcher import Batcher, BatchingConfig
@@ -226,9 +226,10 @@ class ModelRegistry:
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
                  task.name, batching.scheduling, path, time.monotonic() - started)
         if metadata.get(Meta.XLA):
-            log.info("%s version %d decodes compiled with XLA: the first request of each new "
-                     "batch size, beam width and 16-token length bucket waits for its "
-                     "compilation (about a second on a CPU)", name, version)
+            log.info("%s version %d decodes compiled with XLA: each new shape of a decode "
+                     "(number of running rows, beam width, %d-token bucket of source or "
+                     "output length) is compiled once, about a second on a CPU, and that "
+                     "decode waits meanwhile", name, version, XLA_BUCKET)
         return ServedModel(name, version, path, task.name, metadata, batcher, loaded)
 
     @staticmethod

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.contract import TRANSLATE
+from model.contract import TRANSLATE, XLA_BUCKET
 from model.export import METADATA_FILE, staged_export, versions
 from model.seq2seq import Seq2Seq
 from model.tokenizer import SubwordTokenizer, TokenizerConfig, train_sentencepiece
@@ -137,12 +139,17 @@ def test_failed_export_publishes_nothing(tmp_path):
     assert list((tmp_path / "broken").iterdir()) == []
 
 
-def saved_op_types(path) -> set[str]:
-    """Every op type in a SavedModel's graph and function library."""
+def saved_graph(path: Path):
+    """A SavedModel's GraphDef: its graph and its function library."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    graph = saved.meta_graphs[0].graph_def
+    return saved.meta_graphs[0].graph_def
+
+
+def saved_op_types(path: Path) -> set[str]:
+    """Every op type in a SavedModel's graph and function library."""
+    graph = saved_graph(path)
     ops = {node.op for node in graph.node}
     for function in graph.library.function:
         ops |= {node.op for node in function.node_def}
@@ -176,15 +183,15 @@ def test_export_from_a_gpu_contains_no_cudnn_only_op(tmp_path, monkeypatch, xla)
 
 
 def test_an_xla_export_compiles_its_search_and_answers_as_the_plain_one(tmp_path):
-    """`xla=True` saves the search loop for XLA (and pads source and output buffer to
-    buckets): the same n-best from the signature and from begin / advance, for sources
-    on both sides of a bucket's edge."""
+    """`xla=True` saves the encoder and the search loop for XLA, padding source and
+    output buffer to buckets: the same n-best from the signature and from begin /
+    advance, for sources on both sides of a bucket's edge."""
     texts = [t for pair in toy_pairs(100) for t in pair]
     tokenizer = SubwordTokenizer(train_sentencepiece(texts, TokenizerConfig(vocab_size=40)))
     model = Seq2Seq(tokenizer.vocab_size, embedding_dim=8, units=16, dropout=0.0)
     model((tf.zeros([1, 2], tf.int32), tf.zeros([1, 2], tf.int32)))
     sources = [*SOURCES, " ".join(["three four"] * 12)]  # past 16 source tokens
-    answers = {}
+    answers, time_axes = {}, {}
     for xla in (False, True):
         path = tmp_path / str(xla)
         Translator(model, tokenizer, max_source_tokens=32, xla=xla).save(path)
@@ -194,10 +201,15 @@ def test_an_xla_export_compiles_its_search_and_answers_as_the_plain_one(tmp_path
         whole = TRANSLATE.signature.call(loaded.signatures["translate"],
                                          [{**row, "num_hypotheses": 3} for row in rows])
         beams, _ = loaded.begin(**TRANSLATE.begin.arguments(rows))
-        _, stepped = loaded.advance(beams, tf.constant(30))
+        after, stepped = loaded.advance(beams, tf.constant(30))
         answers[xla] = whole, {k: v.numpy() for k, v in stepped.items()}
-        library = saved_function_attributes(path)
-        assert any(attrs.get("_XlaMustCompile") for attrs in library) == xla
+        assert compiled_functions(path) == ({"start_decoding", "_run"} if xla else set())
+        # [source positions of the attention mask, output buffer steps]
+        time_axes[xla] = np.array([beams.context.mask.shape[1], after.tokens.shape[2]])
+
+    # Only XLA pads them, to the next bucket (neither is a multiple of one already).
+    assert all(time_axes[False] % XLA_BUCKET)
+    np.testing.assert_array_equal(time_axes[True], -(-time_axes[False] // XLA_BUCKET) * XLA_BUCKET)
 
     (plain, plain_stepped), (compiled, compiled_stepped) = answers[False], answers[True]
     np.testing.assert_array_equal(compiled["texts"], plain["texts"])
@@ -207,10 +219,8 @@ def test_an_xla_export_compiles_its_search_and_answers_as_the_plain_one(tmp_path
     np.testing.assert_allclose(compiled_stepped["scores"], plain_stepped["scores"], atol=1e-5)
 
 
-def saved_function_attributes(path) -> list[dict]:
-    """The boolean attributes of every function in a SavedModel's function library."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    return [{name: value.b for name, value in function.attr.items()}
-            for function in saved.meta_graphs[0].graph_def.library.function]
+def compiled_functions(path: Path) -> set[str]:
+    """The Python names of the SavedModel's functions marked for XLA compilation."""
+    library = saved_graph(path).library.function
+    return {re.fullmatch(r"__inference_(.+)_\d+", function.signature.name).group(1)
+            for function in library if function.attr["_XlaMustCompile"].b}

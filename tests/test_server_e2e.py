@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -18,6 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from model.contract import METADATA_FILE
 from protos.recur.v1 import recur_pb2
 from serving.client import RecurClient
 from tests.conftest import ROOT
@@ -241,22 +244,25 @@ def test_requests_with_different_options_batch_correctly(any_server):
 def test_an_xla_export_is_served_with_the_plain_exports_answers(server, tiny_export,
                                                                  tmp_path):
     """The tiny model exported again with --xla-decode: the step scheduler runs its
-    compiled decode on every shape the running batch takes (each compiled once), and
-    concurrent requests of several sizes and beam widths get the plain export's answers;
-    the log says the decode is compiled."""
+    compiled decode on every shape the running batch takes, and concurrent requests of
+    several sizes and beam widths get the plain export's answers; the log says the
+    decode is compiled."""
     from serving.process import ServerProcess
     from training.driver import train
     from training.translate import TASK, TranslateConfig
 
     report, _ = tiny_export
-    config = json.loads((report.export_path / "recur.json").read_text())["config"]
-    weights = f"{config['run_dir']}/{config['model_name']}/model.weights.h5"
+    config = json.loads((report.export_path / METADATA_FILE).read_text())["config"]
+    # A copy of the run (weights and vocabulary): the session's export stays untouched.
+    run = shutil.copytree(Path(config["run_dir"]) / config["model_name"],
+                          tmp_path / "runs" / config["model_name"])
     train(TASK, TranslateConfig(**{**config, "xla_decode": True, "epochs": 0,
-                                   "init_weights": weights,
+                                   "run_dir": str(tmp_path / "runs"),
+                                   "init_weights": str(run / "model.weights.h5"),
                                    "export_base": str(tmp_path / "exports")}))
     process = ServerProcess(tmp_path / "exports", "--poll-seconds", "0")
-    process.wait_until_serving()
     try:
+        process.wait_until_serving()
         requests = [recur_pb2.TranslateRequest(
             model=recur_pb2.ModelSpec(name=MODEL), texts=texts,
             options=recur_pb2.DecodeOptions(beam_width=beam, num_hypotheses=2))

@@ -6,22 +6,39 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.top_k import BLOCK, top_k
+from model.top_k import BLOCK, blocked_top_k
+
+WIDTHS_AND_KS = [(1, 1), (6, 1), (6, 4), (6, 6), (BLOCK - 1, 4), (BLOCK, 16),
+                 (3 * BLOCK + 5, 1), (3 * BLOCK + 5, 4), (3 * BLOCK + 5, 16), (4000, 4),
+                 (8000, 1), (8000, 4), (8000, 16)]
 
 
-@pytest.mark.parametrize("width", [1, 6, BLOCK - 1, BLOCK, 3 * BLOCK + 5, 4000, 8000])
-@pytest.mark.parametrize("k", [1, 4, 16])
-def test_equals_tensorflows_top_k_with_many_ties(width, k):
-    k = min(k, width)
+def tied_rows(width: int, k: int) -> np.ndarray:
+    """[5, 3, width] rounded scores: few distinct values, so rows hold ties within and
+    across blocks and at the k-th place, and blocks differ in their maxima; -inf and the
+    search's large negative filler among them."""
     rng = np.random.default_rng(width * 31 + k)
-    # Rounded: few distinct values, so rows hold ties within and across blocks and at
-    # the k-th place, and blocks differ in their maxima; -inf and the search's large
-    # negative filler among them.
     values = np.round(rng.normal(0, 2, size=(5, 3, width))).astype(np.float32)
     values[values == -4] = -np.inf
     values[values <= -5] = -1e9
+    return values
+
+
+@pytest.mark.parametrize(("width", "k"), WIDTHS_AND_KS)
+def test_equals_tensorflows_top_k_with_many_ties(width, k):
+    values = tied_rows(width, k)
     expected_values, expected_ids = tf.math.top_k(values, k=k)
-    got_values, got_ids = top_k(tf.constant(values), tf.constant(k))
+    got_values, got_ids = blocked_top_k(tf.constant(values), tf.constant(k))
+    np.testing.assert_array_equal(got_ids, expected_ids)
+    np.testing.assert_array_equal(got_values, expected_values)
+
+
+@pytest.mark.parametrize(("width", "k"), [(3 * BLOCK + 5, 4), (8000, 4), (8000, 16)])
+def test_compiled_by_xla_it_still_equals_tensorflows_top_k(width, k):
+    """As an `--xla-decode` export runs it: XLA's own reductions and top-k, many blocks."""
+    values = tf.constant(tied_rows(width, k))
+    got_values, got_ids = tf.function(blocked_top_k, jit_compile=True)(values, k)
+    expected_values, expected_ids = tf.math.top_k(values, k=k)
     np.testing.assert_array_equal(got_ids, expected_ids)
     np.testing.assert_array_equal(got_values, expected_values)
 
@@ -29,7 +46,7 @@ def test_equals_tensorflows_top_k_with_many_ties(width, k):
 def test_equals_tensorflows_top_k_on_scores_traced_without_static_width():
     """As the beam search calls it inside a function traced for any vocabulary size."""
     values = tf.random.stateless_normal([8, 4, 8000], seed=[1, 2])
-    traced = tf.function(top_k, input_signature=[tf.TensorSpec([None, None, None]),
+    traced = tf.function(blocked_top_k, input_signature=[tf.TensorSpec([None, None, None]),
                                                   tf.TensorSpec([], tf.int32)])
     got_values, got_ids = traced(values, tf.constant(4))
     expected_values, expected_ids = tf.math.top_k(values, k=4)

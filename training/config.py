@@ -42,7 +42,9 @@ class TrainingConfig:
     run_dir: str = option("runs", "RUN_DIR/NAME/ keeps TensorBoard logs, the vocabulary and "
                                   "the epoch backup a rerun resumes from")
     init_weights: str = option("", "start from these weights (RUN_DIR/NAME/model.weights.h5 "
-                                   "of an earlier run of the same configuration); with "
+                                   "of an earlier run of the same configuration) and the "
+                                   "optimizer state saved with them, its learning rate "
+                                   "included (--learning-rate is then unused); with "
                                    "--epochs 0 the run only exports and evaluates them")
     seed: int = option(1234, "random seed for shuffling and initialisation")
     mixed_precision: bool = option(False, "train in mixed_float16 (for GPUs with tensor "

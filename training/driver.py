@@ -127,7 +127,8 @@ def _train(task: TrainingTask, config: TrainingConfig,
         if config.init_weights:
             model.optimizer.build(model.trainable_variables)  # its state is in the file too
             model.load_weights(config.init_weights)
-            log.info("starting from the weights in %s", config.init_weights)
+            log.info("starting from the weights and optimizer state in %s (learning rate "
+                     "%.3g)", config.init_weights, float(model.optimizer.learning_rate))
     monitor, mode = task.monitor
     clock = TrainingClock(config.time_budget * 60)
     callbacks: list[keras.callbacks.Callback] = [
