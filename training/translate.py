@@ -58,7 +58,8 @@ class TranslateConfig(TrainingConfig, Seq2SeqConfig):
                                      "XLA: faster at small batches, but each new batch "
                                      f"size, beam width and {XLA_BUCKET}-token bucket of "
                                      "source or output length compiles once (about a "
-                                     "second on a CPU)")
+                                     "second on a CPU): serve it with the server's "
+                                     "--scheduling request and steady traffic")
 
     def default_name(self) -> str:
         return f"translate-{self.source}-{self.target}"
