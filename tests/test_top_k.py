@@ -24,31 +24,28 @@ def tied_rows(width: int, k: int) -> np.ndarray:
     return values
 
 
-@pytest.mark.parametrize(("width", "k"), WIDTHS_AND_KS)
-def test_equals_tensorflows_top_k_with_many_ties(width, k):
-    values = tied_rows(width, k)
+def assert_chooses_as_tensorflow(blocked, values, k: int) -> None:
+    """`blocked(values, k)` gives `tf.math.top_k`'s values and indices exactly."""
+    got_values, got_ids = blocked(tf.constant(values), tf.constant(k))
     expected_values, expected_ids = tf.math.top_k(values, k=k)
-    got_values, got_ids = blocked_top_k(tf.constant(values), tf.constant(k))
     np.testing.assert_array_equal(got_ids, expected_ids)
     np.testing.assert_array_equal(got_values, expected_values)
+
+
+@pytest.mark.parametrize(("width", "k"), WIDTHS_AND_KS)
+def test_equals_tensorflows_top_k_with_many_ties(width, k):
+    assert_chooses_as_tensorflow(blocked_top_k, tied_rows(width, k), k)
 
 
 @pytest.mark.parametrize(("width", "k"), [(3 * BLOCK + 5, 4), (8000, 4), (8000, 16)])
 def test_compiled_by_xla_it_still_equals_tensorflows_top_k(width, k):
     """As an `--xla-decode` export runs it: XLA's own reductions and top-k, many blocks."""
-    values = tf.constant(tied_rows(width, k))
-    got_values, got_ids = tf.function(blocked_top_k, jit_compile=True)(values, k)
-    expected_values, expected_ids = tf.math.top_k(values, k=k)
-    np.testing.assert_array_equal(got_ids, expected_ids)
-    np.testing.assert_array_equal(got_values, expected_values)
+    compiled = tf.function(blocked_top_k, jit_compile=True)
+    assert_chooses_as_tensorflow(compiled, tied_rows(width, k), k)
 
 
 def test_equals_tensorflows_top_k_on_scores_traced_without_static_width():
     """As the beam search calls it inside a function traced for any vocabulary size."""
-    values = tf.random.stateless_normal([8, 4, 8000], seed=[1, 2])
     traced = tf.function(blocked_top_k, input_signature=[tf.TensorSpec([None, None, None]),
-                                                  tf.TensorSpec([], tf.int32)])
-    got_values, got_ids = traced(values, tf.constant(4))
-    expected_values, expected_ids = tf.math.top_k(values, k=4)
-    np.testing.assert_array_equal(got_ids, expected_ids)
-    np.testing.assert_array_equal(got_values, expected_values)
+                                                         tf.TensorSpec([], tf.int32)])
+    assert_chooses_as_tensorflow(traced, tf.random.stateless_normal([8, 4, 8000], seed=[1, 2]), 4)
