@@ -86,6 +86,33 @@ def test_a_request_after_a_quiet_spell_runs_at_once_and_close_ones_wait_for_comp
     assert [inputs for _, inputs in model.batches] == [["a"], ["b", "c"]]
 
 
+def test_clients_answered_together_come_back_to_one_batch():
+    """Closed-loop clients send again right after their answers: the first back must not
+    run alone (its batch then alternates with the others' for good), however long the
+    batch before took."""
+    async def main():
+        model = Model()
+        batcher = await started(model, max_batch_size=8, batch_timeout_ms=100)
+
+        async def client(delay: float, name: str):
+            first = await batcher.submit("k", [f"{name}1"])
+            await asyncio.sleep(delay)  # back one after another, 40 ms apart
+            return first, await batcher.submit("k", [f"{name}2"])
+
+        model.gate.clear()  # the first batch takes a while: a quiet spell before the next
+        clients = asyncio.gather(*(client(0.04 * i, name) for i, name in enumerate("abcd")))
+        await asyncio.sleep(0.3)
+        model.gate.set()
+        results = await clients
+        await batcher.close()
+        return model, results
+
+    model, results = run(main())
+    assert results == [([f"k:{n}1"], [f"k:{n}2"]) for n in "ABCD"]
+    assert [sorted(inputs) for _, inputs in model.batches] == [
+        ["a1", "b1", "c1", "d1"], ["a2", "b2", "c2", "d2"]]
+
+
 def test_a_large_request_is_split_into_batches_and_reassembled():
     async def main():
         model = Model()
