@@ -83,8 +83,10 @@ class BatchingConfig:
     batch_timeout_ms: float = option(5.0, "request scheduling: how long the oldest request "
                                           "waits for others to share its batch, if another "
                                           "arrived within as long before it (after a "
-                                          "quiet spell it runs at once; step scheduling "
-                                          "starts at once, others join later)")
+                                          "quiet spell it runs at once), and how long after "
+                                          "a batch's answers the next waits for as many "
+                                          "requests (its clients, coming back); step "
+                                          "scheduling starts at once, others join later")
     max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
                                             "goes on before new requests may join and "
                                             "ended ones are answered (more steps per "
