@@ -39,7 +39,9 @@ Functions (a task's `TaskContract` names them and their inputs):
     that stream, `partial_texts` [batch]: each input's output so far that can no
     longer change. The server drops ended inputs before its next call. Rank-0 inputs
     of `begin` (the beam width) are shared by a running decode; rank-1 inputs are per
-    input.
+    input. Exports since 2026-12-04 also carry `interrupt`, a bool variable: while it
+    is true, a running `advance` call ends after its current step (the server sets it
+    while inputs wait to join; exports compiled with XLA do not read it).
 """
 
 from __future__ import annotations

@@ -70,6 +70,9 @@ class DecoderExport(tf.Module):
         self.beam_search = beam_search
         self.xla = xla
         self._loop = self.compiled(self._run)
+        # Set by the step driver while inputs wait to join: its running `advance` call
+        # ends after the step under way instead of at the end of its budget.
+        self.interrupt = tf.Variable(False, trainable=False, name="interrupt")
         self.model = model
         # Keras tracks some state (dropout seed generators) outside TF's object graph;
         # listing every variable here makes the SavedModel carry all of it.
@@ -88,16 +91,21 @@ class DecoderExport(tf.Module):
         shapes should take few values: see `XLA_BUCKET`)."""
         return tf.function(function, jit_compile=True) if self.xla else function
 
-    def search(self, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
-        """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`);
-        with `xla`, in the compiled loop, its output buffer [batch, beam, time] padded to
-        a multiple of `XLA_BUCKET` steps (never read past a row's limit)."""
+    def search(self, beams: Beams, max_steps: tf.Tensor | None = None,
+               interruptible: bool = False) -> Beams:
+        """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`), or
+        with `interruptible`, after a step once `interrupt` is set. With `xla`, in the
+        compiled loop, its output buffer [batch, beam, time] padded to a multiple of
+        `XLA_BUCKET` steps (never read past a row's limit), and never interrupted: XLA
+        reads a variable once, when the call starts."""
         if self.xla:
             beams = beams._replace(tokens=pad_to_bucket(beams.tokens, axis=2))
-        return self._loop(beams, max_steps)
+            return self._loop(beams, max_steps)
+        return self._run(beams, max_steps, self.interrupt.read_value if interruptible else None)
 
-    def _run(self, beams: Beams, max_steps: tf.Tensor | None) -> Beams:
-        return self.beam_search.run(self.decode_step, beams, max_steps)
+    def _run(self, beams: Beams, max_steps: tf.Tensor | None,
+             interrupted: Callable[[], tf.Tensor] | None = None) -> Beams:
+        return self.beam_search.run(self.decode_step, beams, max_steps, interrupted)
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """[batch, (time)] output ids (no specials) -> [batch] strings."""
@@ -124,7 +132,8 @@ class DecoderExport(tf.Module):
 
         An input that ends on the way is stepped on, frozen, to the end of the call (as in
         a batch decode): stopping at each end would cost a call per ended input, and a
-        call's fixed cost is that of a step or more for small models.
+        call's fixed cost is that of a step or more for small models. A call ends early,
+        after at least one step, when the driver sets `interrupt` (inputs wait to join).
 
         Returns the beams and: `ended` [batch] bool, the inputs that ended (all of them:
         the driver drops ended inputs before the next call); `steps` [], steps taken;
@@ -132,7 +141,7 @@ class DecoderExport(tf.Module):
         results with every hypothesis (the driver keeps as many as each asked for);
         `partial_texts` [batch] for tasks that stream.
         """
-        after = self.search(beams, max_steps)
+        after = self.search(beams, max_steps, interruptible=True)
         ended = finished_rows(after)
         done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
         # Its last hypothesis wrote EOS on the step the input ended: its length is that

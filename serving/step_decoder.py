@@ -134,6 +134,7 @@ class StepDecoder:
         self._shared = begin.shared_inputs  # values a running decode shares (beam width)
         self._begin = _traced_once(saved_model.begin)
         self._advance = _traced_once(saved_model.advance)
+        self._interrupt = getattr(saved_model, "interrupt", None)  # exports since 2026-12-04
         # Row bookkeeping as single compiled calls (dozens of eager ops otherwise), for
         # any number of inputs and any lengths, on the export's own search state (whose
         # fields may be older than this release's).
@@ -176,6 +177,14 @@ class StepDecoder:
             self._concat(beams, beams)
             for regroup_and_advance in self._regroup_and_advance.values():
                 regroup_and_advance(beams, first, beams, one)
+
+    def interrupt(self, value: bool = True) -> None:
+        """True: the running `advance` call ends after its current step (inputs wait to
+        join: without it they waited for the rest of the call, half a budget on
+        average); False: calls run their budget again. Safe on any thread; a no-op for
+        exports without the flag."""
+        if self._interrupt is not None:
+            self._interrupt.assign(value)
 
     @property
     def rows(self) -> int:

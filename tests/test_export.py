@@ -71,6 +71,32 @@ def test_advance_steps_on_past_an_ended_input_which_gets_its_answer_alone(tiny_e
         np.testing.assert_allclose(out["scores"].numpy()[row], answer["scores"][0], atol=1e-5)
 
 
+def test_an_interrupted_advance_call_ends_after_its_step_and_loses_nothing(tiny_export):
+    """While the server sets the export's `interrupt` (inputs wait to join), an `advance`
+    call ends after one step; the decode then goes on to the answer an uninterrupted
+    call gives."""
+    report, _ = tiny_export
+    loaded = tf.saved_model.load(str(report.export_path))
+    options = {"beam_width": 3, "length_penalty": 0.6, "max_length": 20,
+               "max_length_ratio": 0.0}
+    beams, _ = loaded.begin(**TRANSLATE.begin.arguments(
+        [{"texts": "two three four five six seven", **options}]))
+    _, whole = loaded.advance(beams, tf.constant(50))
+    assert int(whole["steps"]) > 3, "the check needs a decode of several steps"
+
+    loaded.interrupt.assign(True)
+    try:
+        for _ in range(2):
+            beams, out = loaded.advance(beams, tf.constant(50))
+            assert int(out["steps"]) == 1 and not out["ended"].numpy().any()
+    finally:
+        loaded.interrupt.assign(False)
+    _, out = loaded.advance(beams, tf.constant(50))
+    assert int(out["steps"]) == int(whole["steps"]) - 2
+    assert out["texts"].numpy().tolist() == whole["texts"].numpy().tolist()
+    np.testing.assert_allclose(out["scores"].numpy(), whole["scores"].numpy(), atol=1e-5)
+
+
 def test_the_step_decoders_warm_up_leaves_nothing_behind(tiny_export):
     """The server warms every compiled function of the step decoder at load: that leaves
     no input in the decode and no sample in the metrics, and the first real input is
