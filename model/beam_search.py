@@ -133,22 +133,15 @@ class BeamSearch:
             sampling=by_score(batch) if sampling is None else sampling,
         )
 
-    def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None,
-            interrupted: Callable[[Beams], tf.Tensor] | None = None) -> Beams:
+    def run(self, step_fn: StepFn, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
         """Steps until every input has ended (at most max_length + 1 steps), or after
-        `max_steps` (the step driver's calls, between which inputs join and leave), or,
-        after the first step, as soon as `interrupted(beams)` (asked before every step)
-        is true: the driver wants the call to end."""
+        `max_steps` (the step driver's calls, between which inputs join and leave)."""
 
-        def go_on(b: Beams, taken: tf.Tensor) -> tf.Tensor:
-            going = tf.logical_not(tf.reduce_all(finished_rows(b)))
-            if interrupted is None:
-                return going
-            return tf.logical_and(going, tf.logical_or(taken == 0,
-                                                       tf.logical_not(interrupted(b))))
+        def go_on(b: Beams) -> tf.Tensor:
+            return tf.logical_not(tf.reduce_all(finished_rows(b)))
 
-        beams, _ = tf.while_loop(
-            go_on, lambda b, taken: (self.step(step_fn, b), taken + 1), (beams, 0),
+        (beams,) = tf.while_loop(
+            go_on, lambda b: (self.step(step_fn, b),), (beams,),
             maximum_iterations=tf.shape(beams.tokens)[2] if max_steps is None else max_steps)
         return beams
 

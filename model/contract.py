@@ -39,11 +39,7 @@ Functions (a task's `TaskContract` names them and their inputs):
     that stream, `partial_texts` [batch]: each input's output so far that can no
     longer change. The server drops ended inputs before its next call. Rank-0 inputs
     of `begin` (the beam width) are shared by a running decode; rank-1 inputs are per
-    input. Exports since 2026-12-04 also carry two bool variables that a running
-    `advance` call reads before each step after its first: while `interrupt` is true,
-    it ends after the step under way (the server sets it while inputs wait to join);
-    while `stop_at_end` is true, it ends after a step in which an input ended (the
-    server sets it while few inputs run). Exports compiled with XLA read neither.
+    input.
 """
 
 from __future__ import annotations

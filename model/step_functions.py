@@ -70,12 +70,6 @@ class DecoderExport(tf.Module):
         self.beam_search = beam_search
         self.xla = xla
         self._loop = self.compiled(self._run)
-        # Set by the step driver while inputs wait to join: its running `advance` call
-        # ends after the step under way instead of at the end of its budget.
-        self.interrupt = tf.Variable(False, trainable=False, name="interrupt")
-        # Set by the step driver while an ended input's answer is worth a call of its
-        # own: a call then ends after the step in which an input ended.
-        self.stop_at_end = tf.Variable(False, trainable=False, name="stop_at_end")
         self.model = model
         # Keras tracks some state (dropout seed generators) outside TF's object graph;
         # listing every variable here makes the SavedModel carry all of it.
@@ -94,27 +88,16 @@ class DecoderExport(tf.Module):
         shapes should take few values: see `XLA_BUCKET`)."""
         return tf.function(function, jit_compile=True) if self.xla else function
 
-    def search(self, beams: Beams, max_steps: tf.Tensor | None = None,
-               interruptible: bool = False) -> Beams:
-        """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`), or
-        with `interruptible`, as the driver's flags say (`_interrupted`). With `xla`, in the
-        compiled loop, its output buffer [batch, beam, time] padded to a multiple of
-        `XLA_BUCKET` steps (never read past a row's limit), and never interrupted: XLA
-        reads a variable once, when the call starts."""
+    def search(self, beams: Beams, max_steps: tf.Tensor | None = None) -> Beams:
+        """Steps `beams` until every input has ended or `max_steps` (`BeamSearch.run`);
+        with `xla`, in the compiled loop, its output buffer [batch, beam, time] padded to
+        a multiple of `XLA_BUCKET` steps (never read past a row's limit)."""
         if self.xla:
             beams = beams._replace(tokens=pad_to_bucket(beams.tokens, axis=2))
-            return self._loop(beams, max_steps)
-        return self._run(beams, max_steps, self._interrupted if interruptible else None)
+        return self._loop(beams, max_steps)
 
-    def _interrupted(self, beams: Beams) -> tf.Tensor:
-        """[] bool: whether the driver wants its `advance` call to end now: `interrupt`
-        is set, or `stop_at_end` is and an input has ended."""
-        return tf.logical_or(self.interrupt.read_value(), tf.logical_and(
-            self.stop_at_end.read_value(), tf.reduce_any(finished_rows(beams))))
-
-    def _run(self, beams: Beams, max_steps: tf.Tensor | None,
-             interrupted: Callable[[Beams], tf.Tensor] | None = None) -> Beams:
-        return self.beam_search.run(self.decode_step, beams, max_steps, interrupted)
+    def _run(self, beams: Beams, max_steps: tf.Tensor | None) -> Beams:
+        return self.beam_search.run(self.decode_step, beams, max_steps)
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """[batch, (time)] output ids (no specials) -> [batch] strings."""
@@ -141,10 +124,7 @@ class DecoderExport(tf.Module):
 
         An input that ends on the way is stepped on, frozen, to the end of the call (as in
         a batch decode): stopping at each end would cost a call per ended input, and a
-        call's fixed cost is that of a step or more for small models. A call ends early,
-        after at least one step, when the driver sets `interrupt` (inputs wait to join),
-        or after the step in which an input ended when it sets `stop_at_end` (few inputs
-        run: an ended input's wait costs more than a call).
+        call's fixed cost is that of a step or more for small models.
 
         Returns the beams and: `ended` [batch] bool, the inputs that ended (all of them:
         the driver drops ended inputs before the next call); `steps` [], steps taken;
@@ -152,7 +132,7 @@ class DecoderExport(tf.Module):
         results with every hypothesis (the driver keeps as many as each asked for);
         `partial_texts` [batch] for tasks that stream.
         """
-        after = self.search(beams, max_steps, interruptible=True)
+        after = self.search(beams, max_steps)
         ended = finished_rows(after)
         done = select_rows(hypotheses_only(after), tf.where(ended)[:, 0])
         # Its last hypothesis wrote EOS on the step the input ended: its length is that

@@ -15,9 +15,8 @@ Requests queue with a key (their decode options). Two scheduling policies:
   When more are waiting than fit, those closest in input length to the oldest
   go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
-  decode; between its calls (each as many steps as fit in `max_join_delay_ms`, cut
-  short after the step under way when started inputs wait to join, for exports that
-  can) queued inputs join it (up to `max_batch_size` inputs in all, oldest first, any
+  decode; between its calls (each as many steps as fit in `max_join_delay_ms`)
+  queued inputs join it (up to `max_batch_size` inputs in all, oldest first, any
   options) and ended inputs leave with their answer, so a short request never waits
   behind a long one for longer than that. A request cancelled or past its deadline
   mid-decode leaves after the call. Queued inputs are started (encoded) on a start
@@ -465,7 +464,6 @@ class Batcher:
         with self._inbox_lock:
             if started:
                 self._inbox_started.append(started)
-                self._decoder.interrupt()  # they join after the step under way
             self._inbox_leaving |= leaving
         self._wake.set()
 
@@ -479,8 +477,6 @@ class Batcher:
                 started, self._inbox_started = self._inbox_started, []
                 leaving, self._inbox_leaving = self._inbox_leaving, set()
                 self._wake.clear()
-                if started:
-                    self._decoder.interrupt(False)
             try:
                 for _, group in started:
                     self._decoder.join(group)

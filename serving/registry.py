@@ -225,18 +225,11 @@ class ModelRegistry:
         batcher.start()
         log.info("loaded %s version %d (%s, %s scheduling) from %s in %.1f s", name, version,
                  task.name, batching.scheduling, path, time.monotonic() - started)
-        if decoder and batching.scheduling == "step" and not metadata.get(Meta.XLA):
-            budget = batching.max_join_delay_ms / 1000
-            log.info("%s version %d: a decode call costs %.2f ms of its own; calls end when "
-                     "an input ends while fewer than %d inputs run (--max-join-delay-ms / 2 / "
-                     "that cost; 0: an export from before 2026-12-04)", name, version,
-                     (decoder.fixed_seconds or 0) * 1000, decoder.stop_at_end_below(budget))
         if metadata.get(Meta.XLA):
             log.info("%s version %d decodes compiled with XLA: each new shape of a decode "
                      "(number of running rows, beam width, %d-token bucket of source or "
                      "output length) is compiled once, about a second on a CPU, and that "
-                     "decode waits meanwhile; its calls run their whole budget (XLA reads "
-                     "the export's interrupt flags once a call)", name, version, XLA_BUCKET)
+                     "decode waits meanwhile", name, version, XLA_BUCKET)
         return ServedModel(name, version, path, task.name, metadata, batcher, loaded)
 
     @staticmethod

@@ -134,11 +134,6 @@ class StepDecoder:
         self._shared = begin.shared_inputs  # values a running decode shares (beam width)
         self._begin = _traced_once(saved_model.begin)
         self._advance = _traced_once(saved_model.advance)
-        # the export's flags (exports since 2026-12-04), see `interrupt` and `step`
-        self._interrupt = getattr(saved_model, "interrupt", None)
-        self._stop_at_end = getattr(saved_model, "stop_at_end", None)
-        self._stopping_at_end = False
-        self._fixed_seconds: float | None = None  # a call's own cost, measured at warm-up
         # Row bookkeeping as single compiled calls (dozens of eager ops otherwise), for
         # any number of inputs and any lengths, on the export's own search state (whose
         # fields may be older than this release's).
@@ -166,8 +161,7 @@ class StepDecoder:
     def warm_up(self, rows: Sequence[Row]) -> None:
         """Decodes `rows` (one request's inputs) alone, twice, then runs every compiled
         function once, recording no metrics: TensorFlow optimises a function's graph at
-        its first calls, and a lone decode does not call them all. It also times a call
-        of no step: a call's fixed cost (see `_stop_at_end_if`). Without it the first
+        its first calls, and a lone decode does not call them all. Without it the first
         requests paid: a char LM's second decode still took 121 ms where the third took
         9, and the first captions to join a running decode waited about 200 ms for the
         regrouping step."""
@@ -182,25 +176,6 @@ class StepDecoder:
             self._concat(beams, beams)
             for regroup_and_advance in self._regroup_and_advance.values():
                 regroup_and_advance(beams, first, beams, one)
-            zero = tf.constant(0, tf.int32)
-            self._advance(beams, zero)
-            started = time.perf_counter()
-            for _ in range(5):
-                self._advance(beams, zero)
-            self._fixed_seconds = (time.perf_counter() - started) / 5
-
-    def interrupt(self, value: bool = True) -> None:
-        """True: the running `advance` call ends after its current step (inputs wait to
-        join: without it they waited for the rest of the call, half a budget on
-        average); False: calls run their budget again. Safe on any thread; a no-op for
-        exports without the flag."""
-        if self._interrupt is not None:
-            self._interrupt.assign(value)
-
-    @property
-    def fixed_seconds(self) -> float | None:
-        """A call's own cost (of no step), measured at warm-up."""
-        return self._fixed_seconds
 
     @property
     def rows(self) -> int:
@@ -265,7 +240,6 @@ class StepDecoder:
                 metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
             pace = self._seconds_per_step.get(shared)
             steps = steps_per_call(max_seconds, pace) if pace else 1
-            self._stop_at_end_if(len(decode.rows) < self.stop_at_end_below(max_seconds))
             started = time.perf_counter()
             decode.beams, out = self._advance_regrouped(beams, keep, joining,
                                                         tf.constant(steps, tf.int32))
@@ -286,22 +260,6 @@ class StepDecoder:
                              for row, text in zip(decode.rows, out[PARTIAL_TEXTS].numpy(),
                                                   strict=True) if row is not None]
         return finished, progress
-
-    def stop_at_end_below(self, max_seconds: float) -> int:
-        """Running inputs under which calls of `max_seconds` end after a step in which an
-        input ended (0: never; exports without the flag, or before warm-up). An ended
-        input waits for the rest of the call, half of it on average, holding its slot
-        (its client's next request cannot join before its answer); ending the call
-        there costs every running input a call's fixed cost (measured at warm-up). So:
-        while inputs times that cost stay under half the budget."""
-        if self._stop_at_end is None or not self._fixed_seconds:
-            return 0
-        return math.ceil(max_seconds / 2 / self._fixed_seconds)
-
-    def _stop_at_end_if(self, wanted: bool) -> None:
-        if self._stop_at_end is not None and wanted != self._stopping_at_end:
-            self._stop_at_end.assign(wanted)
-            self._stopping_at_end = wanted
 
     def reset(self) -> None:
         """Forgets every running input (after a failed step)."""

@@ -277,26 +277,6 @@ class Stepper:
     def reset(self):
         self.running.clear()
 
-    def interrupt(self, value=True):
-        pass
-
-
-class Budgeted(Stepper):
-    """Steps for its whole budget per call, as an export's `advance` does, unless an
-    input ends or the batcher interrupts it."""
-
-    interrupted = False
-
-    def interrupt(self, value=True):
-        self.interrupted = value
-
-    def step(self, max_seconds=0.0):
-        ends = time.monotonic() + max_seconds
-        finished, progress = super().step()
-        while not finished and not self.interrupted and time.monotonic() < ends:
-            finished, progress = super().step()
-        return finished, progress
-
 
 async def stepping(decoder: Stepper, **config) -> Batcher:
     batcher = Batcher("m", Model(), BatchingConfig(**{"scheduling": "step", **config}), decoder)
@@ -321,24 +301,6 @@ def test_step_scheduling_lets_a_short_request_overtake_a_long_one():
     assert not long_was_done
     assert ["x3", "x300", "x5"] in decoder.steps, "the short inputs joined the running decode"
     assert len(decoder.steps) == 300, "the long input never restarted or paused"
-
-
-def test_an_input_joins_a_running_call_after_its_step_not_its_budget():
-    async def main():
-        decoder = Budgeted()
-        batcher = await stepping(decoder, max_join_delay_ms=5000)
-        long = asyncio.create_task(batcher.submit("k", ["x100000"]))
-        await asyncio.sleep(0.1)  # its call runs, for up to 5 s
-        started = time.monotonic()
-        short = await batcher.submit("k", ["x2"])
-        waited = time.monotonic() - started
-        long.cancel()
-        await batcher.close()
-        return short, waited
-
-    short, waited = run(main())
-    assert short == ["x2 done"]
-    assert waited < 2.0, f"waited {waited:.1f} s: for the running call's budget"
 
 
 def test_step_scheduling_keeps_to_max_batch_size_and_first_come_first_served():

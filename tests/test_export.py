@@ -71,57 +71,6 @@ def test_advance_steps_on_past_an_ended_input_which_gets_its_answer_alone(tiny_e
         np.testing.assert_allclose(out["scores"].numpy()[row], answer["scores"][0], atol=1e-5)
 
 
-def test_an_interrupted_advance_call_ends_after_its_step_and_loses_nothing(tiny_export):
-    """While the server sets the export's `interrupt` (inputs wait to join), an `advance`
-    call ends after one step; the decode then goes on to the answer an uninterrupted
-    call gives."""
-    report, _ = tiny_export
-    loaded = tf.saved_model.load(str(report.export_path))
-    options = {"beam_width": 3, "length_penalty": 0.6, "max_length": 20,
-               "max_length_ratio": 0.0}
-    beams, _ = loaded.begin(**TRANSLATE.begin.arguments(
-        [{"texts": "two three four five six seven", **options}]))
-    _, whole = loaded.advance(beams, tf.constant(50))
-    assert int(whole["steps"]) > 3, "the check needs a decode of several steps"
-
-    loaded.interrupt.assign(True)
-    try:
-        for _ in range(2):
-            beams, out = loaded.advance(beams, tf.constant(50))
-            assert int(out["steps"]) == 1 and not out["ended"].numpy().any()
-    finally:
-        loaded.interrupt.assign(False)
-    _, out = loaded.advance(beams, tf.constant(50))
-    assert int(out["steps"]) == int(whole["steps"]) - 2
-    assert out["texts"].numpy().tolist() == whole["texts"].numpy().tolist()
-    np.testing.assert_allclose(out["scores"].numpy(), whole["scores"].numpy(), atol=1e-5)
-
-
-def test_with_few_inputs_running_an_answer_comes_at_the_step_its_input_ends(tiny_export):
-    """The step decoder has the export end a call at the step an input ends while few
-    inputs run (an ended input's wait for the rest of the call then costs more than a
-    call): the short input is answered by the first call, the long one later, each as
-    the signature answers it alone."""
-    from serving.step_decoder import StepDecoder
-
-    report, _ = tiny_export
-    loaded = tf.saved_model.load(str(report.export_path))
-    options = {"beam_width": 3, "length_penalty": 0.6, "max_length": 20,
-               "max_length_ratio": 0.0}
-    rows = [{"texts": text, **options} for text in ("one", "two three four five six seven")]
-    decoder = StepDecoder("", loaded, TRANSLATE.begin)
-    decoder.warm_up(rows)
-    decoder.join(decoder.start([("short", rows[:1]), ("long", rows[1:])]))
-    calls = []
-    while decoder.rows:
-        calls.append(decoder.step(10.0)[0])  # a budget far longer than both decodes
-    assert [[ticket for ticket, *_ in finished] for finished in calls] == [["short"], ["long"]]
-    for (_, _, outputs), row in zip([c[0] for c in calls], rows, strict=True):
-        alone = TRANSLATE.signature.call(loaded.signatures["translate"],
-                                         [{**row, "num_hypotheses": 3}])
-        assert outputs["texts"].tolist() == alone["texts"][0].tolist()
-
-
 def test_the_step_decoders_warm_up_leaves_nothing_behind(tiny_export):
     """The server warms every compiled function of the step decoder at load: that leaves
     no input in the decode and no sample in the metrics, and the first real input is
