@@ -247,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
           f"max length {options[MAX_LENGTH.name]} (ratio {options[MAX_LENGTH_RATIO.name]}), "
           f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}\n"
           f"model: {shape or 'no training config in recur.json: GFLOP/s not counted'}")
+    exported = {key: bool(metadata.get(key)) for key in (Meta.XLA, Meta.BF16_PROJECTION)}
+    print("export: " + ", ".join(f"{key} {value}" for key, value in exported.items())
+          + (" (the peak below is float32's: the share counts what the same products "
+             "would cost in float32)" if exported[Meta.BF16_PROJECTION] else ""))
     peaks = []
     if shape is not None:
         peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(json.dumps(
             {"export": args.export, "beam_width": args.beam_width, "options": options,
              **thread_settings(args),
-             "model": shape and dataclasses.asdict(shape),
+             "model": shape and dataclasses.asdict(shape), "export_options": exported,
              "matmul_peak_gflops": [round(peak, 1) for peak in peaks], "results": results},
             indent=2) + "\n")
     return 0

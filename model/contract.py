@@ -66,6 +66,7 @@ class Meta:
     LABELS = "labels"
     METRICS = "metrics"
     XLA = "xla"  # true: decoding compiled with XLA, once per new shape (`DecoderExport`)
+    BF16_PROJECTION = "bf16_projection"  # true: the output projection runs in bfloat16
 
 
 XLA_BUCKET = 16

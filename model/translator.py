@@ -29,12 +29,14 @@ class Translator(DecoderExport):
       xla: save the encoder and the search loop compiled with XLA (`DecoderExport`); the
         source is then padded to a multiple of `XLA_BUCKET` tokens, so its length varies
         in few steps.
+      bf16_projection: decode with a bfloat16 copy of the output projection
+        (`DecoderExport`).
     """
 
     def __init__(self, model: Seq2Seq, tokenizer: SubwordTokenizer, max_source_tokens: int,
-                 xla: bool = False):
+                 xla: bool = False, bf16_projection: bool = False):
         super().__init__("translator", BeamSearch(bos_id=BOS_ID, eos_id=EOS_ID), model,
-                         tokenizer, xla)
+                         tokenizer, xla, bf16_projection)
         self.max_source_tokens = max_source_tokens
         self._start_decoding = self.compiled(model.start_decoding)
 

@@ -230,6 +230,10 @@ class ModelRegistry:
                      "(number of running rows, beam width, %d-token bucket of source or "
                      "output length) is compiled once, about a second on a CPU, and that "
                      "decode waits meanwhile", name, version, XLA_BUCKET)
+        if metadata.get(Meta.BF16_PROJECTION):
+            log.info("%s version %d decodes with its output projection in bfloat16: fast "
+                     "on CPUs with AMX and on GPUs with bfloat16 units, maybe slower "
+                     "elsewhere", name, version)
         return ServedModel(name, version, path, task.name, metadata, batcher, loaded)
 
     @staticmethod

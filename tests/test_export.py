@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,44 @@ def compiled_functions(path: Path) -> set[str]:
     library = saved_graph(path).library.function
     return {re.fullmatch(r"__inference_(.+)_\d+", function.signature.name).group(1)
             for function in library if function.attr["_XlaMustCompile"].b}
+
+
+
+def test_a_bf16_projection_export_decodes_in_bfloat16_and_answers_as_the_float32_one(
+        tiny_export, tmp_path):
+    """The tiny model exported again with --bf16-projection (`training.run` with --epochs
+    0): the export multiplies by a bfloat16 copy of the projection in the signature and
+    in `advance`, says so in recur.json, and gives the float32 export's n-best texts on
+    this model, whose choices are clear, with scores within bfloat16's rounding."""
+    from training.driver import train
+    from training.translate import TASK, TranslateConfig
+
+    report, _ = tiny_export
+    config = json.loads((report.export_path / METADATA_FILE).read_text())["config"]
+    run = shutil.copytree(Path(config["run_dir"]) / config["model_name"],
+                          tmp_path / "runs" / config["model_name"])
+    bf16_report = train(TASK, TranslateConfig(**{
+        **config, "bf16_projection": True, "epochs": 0, "run_dir": str(tmp_path / "runs"),
+        "init_weights": str(run / "model.weights.h5"),
+        "export_base": str(tmp_path / "exports")}))
+    rows = [{"texts": t, "beam_width": 3, "length_penalty": 0.6, "max_length": 12,
+             "max_length_ratio": 0.0} for t in SOURCES]
+    answers = {}
+    for bf16, path in ((False, report.export_path), (True, bf16_report.export_path)):
+        assert json.loads((path / METADATA_FILE).read_text())["bf16_projection"] == bf16
+        assert bf16 == any(node.op == "MatMul" and node.attr["T"].type == tf.bfloat16
+                           for function in saved_graph(path).library.function
+                           for node in function.node_def)
+        loaded = tf.saved_model.load(str(path))
+        whole = TRANSLATE.signature.call(loaded.signatures["translate"],
+                                         [{**row, "num_hypotheses": 3} for row in rows])
+        _, stepped = loaded.advance(loaded.begin(**TRANSLATE.begin.arguments(rows))[0],
+                                    tf.constant(30))
+        answers[bf16] = whole, {k: v.numpy() for k, v in stepped.items()}
+
+    (plain, plain_stepped), (bf16, bf16_stepped) = answers[False], answers[True]
+    np.testing.assert_array_equal(bf16["texts"], plain["texts"])
+    np.testing.assert_array_equal(bf16_stepped["texts"], plain_stepped["texts"])
+    for key in ("scores", "log_probs"):
+        np.testing.assert_allclose(bf16[key], plain[key], rtol=0.02, atol=0.02)
+        assert not np.array_equal(bf16[key], plain[key])  # another product

@@ -60,6 +60,11 @@ class TranslateConfig(TrainingConfig, Seq2SeqConfig):
                                      "source or output length compiles once (about a "
                                      "second on a CPU): serve it with the server's "
                                      "--scheduling request and steady traffic")
+    bf16_projection: bool = option(False, "export the output projection (the largest product "
+                                          "of a decoding step) in bfloat16: faster on CPUs "
+                                          "with AMX and on GPUs with bfloat16 units, maybe "
+                                          "slower elsewhere; changes some outputs (the "
+                                          "README's Decoding speed measures both)")
 
     def default_name(self) -> str:
         return f"translate-{self.source}-{self.target}"
@@ -124,8 +129,8 @@ class TranslateTask(TrainingTask):
 
     def export(self, config: TranslateConfig, model: keras.Model, data: TranslationData,
                path: Path) -> None:
-        Translator(model, data.tokenizer, config.max_source_tokens,
-                   xla=config.xla_decode).save(path)
+        Translator(model, data.tokenizer, config.max_source_tokens, xla=config.xla_decode,
+                   bf16_projection=config.bf16_projection).save(path)
 
     def evaluate(self, config: TranslateConfig, path: Path,
                  data: TranslationData) -> dict[str, float]:
@@ -158,6 +163,7 @@ class TranslateTask(TrainingTask):
         return {
             Meta.SIGNATURE: TRANSLATE.signature.name,
             Meta.XLA: config.xla_decode,
+            Meta.BF16_PROJECTION: config.bf16_projection,
             "source_language": config.source,
             "target_language": config.target,
             MAX_LENGTH.name: config.max_target_tokens - 1,
