@@ -121,7 +121,7 @@ def closed_loop(target: str, model: str, images: list[bytes], clients: int, tota
 
     run = drive(target, clients, total, send)
     return {"clients": clients, "requests": total, "errors": len(run.errors),
-            "images_per_second": round(run.units / run.seconds, 1),
+            "images_per_second": round(run.units_per_second(), 1),
             **latency_summary([s for _, s in run.latencies])}
 
 

@@ -102,7 +102,7 @@ def served(target: str, model: str, prompts: list[str], streams: int, max_chars:
 
     run = drive(target, streams, total, send)
     return {"streams": streams, "requests": total, "errors": len(run.errors),
-            "chars_per_second": round(run.units / run.seconds), **first_chunk_summary(firsts)}
+            "chars_per_second": round(run.units_per_second()), **first_chunk_summary(firsts)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -68,6 +68,15 @@ class Driven:
     units: int  # output units (tokens) they carried
     errors: list[str]  # status code names of the failed requests
     seconds: float  # the steady window: every client connected, warm and busy
+    # Each client's (answers, units, seconds from the window's start to its last answer)
+    # within the window.
+    clients: list[tuple[int, int, float]] = field(default_factory=list)
+
+    def answers_per_second(self) -> float:
+        return sum(n / t for n, _, t in self.clients if n)
+
+    def units_per_second(self) -> float:
+        return sum(u / t for n, u, t in self.clients if n)
 
 
 WARM_UP_PER_CLIENT = 4
@@ -81,10 +90,16 @@ def drive(target: str, clients: int, total: int,
 
     First `WARM_UP_PER_CLIENT` requests a client, untimed (indices from `total` on), as
     the in-process figures decode an untimed batch first: a server's first calls at new
-    batch shapes are slower. The clock then runs from when every client is connected and
-    warm to when the first finds no request left; throughput counts the answers in that
-    window, when all `clients` were waiting (the last requests run at ever lower
-    concurrency)."""
+    batch shapes are slower. The window then runs from when every client is connected
+    and warm (each sends its first timed request) to when the first finds no request
+    left: after it, the last requests run at ever lower concurrency.
+
+    Throughput is each client's answers in the window over the time from the window's
+    start to its last answer in it, summed over the clients (`Driven.answers_per_second`):
+    whole request cycles of every client. Answers over the window's length would count
+    the cycles cut by its end as time without answers: with batches of every client's
+    requests at once (request scheduling), a run of 8 requests a client counted 7
+    batches in 8 batch times."""
     if total < clients:
         raise ValueError(f"{total} requests cannot keep {clients} clients busy")
     driven = Driven([], 0, 0, [], 0.0)
@@ -95,16 +110,17 @@ def drive(target: str, clients: int, total: int,
     ready = threading.Barrier(clients, action=lambda: window.append(time.perf_counter()))
 
     def send_all(client: RecurClient, indices: Iterator[int], timing: bool) -> None:
+        answered, units, last = 0, 0, 0.0
         while True:
             with lock:
                 i = next(indices, None)
                 if i is None and timing and len(window) == 1:
                     window.append(time.perf_counter())  # the first client out
             if i is None:
-                return
+                break
             started = time.perf_counter()
             try:
-                units = send(client, i)
+                got = send(client, i)
             except grpc.RpcError as error:
                 if timing:
                     driven.errors.append(error.code().name)
@@ -114,8 +130,12 @@ def drive(target: str, clients: int, total: int,
                 with lock:
                     driven.latencies.append((i, ended - started))
                     if len(window) == 1:
-                        driven.answered += 1
-                        driven.units += units
+                        answered, units, last = answered + 1, units + got, ended
+        if timing:
+            with lock:
+                driven.answered += answered
+                driven.units += units
+                driven.clients.append((answered, units, last - window[0]))
 
     def client_loop() -> None:
         with RecurClient(target, timeout=120) as client:
@@ -143,8 +163,8 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
 
     run = drive(target, clients, total, send)
     result = {"clients": clients, "requests": total, "errors": len(run.errors),
-              "sentences_per_second": round(run.answered / run.seconds, 2),
-              "target_tokens_per_second": round(run.units / run.seconds, 1),
+              "sentences_per_second": round(run.answers_per_second(), 2),
+              "target_tokens_per_second": round(run.units_per_second(), 1),
               **latency_summary([s for _, s in run.latencies])}
     for label in sorted(set(labels or [])):
         result[label] = latency_summary([s for i, s in run.latencies

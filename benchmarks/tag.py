@@ -77,8 +77,8 @@ def closed_loop(target: str, model: str, texts: list[str], clients: int, per_req
 
     run = drive(target, clients, total, send)
     return {"clients": clients, "requests": total, "errors": len(run.errors),
-            "tokens_per_second": round(run.units / run.seconds),
-            "requests_per_second": round(run.answered / run.seconds, 1),
+            "tokens_per_second": round(run.units_per_second()),
+            "requests_per_second": round(run.answers_per_second(), 1),
             **latency_summary([s for _, s in run.latencies])}
 
 

@@ -66,3 +66,27 @@ def test_closed_loop_clients_warm_up_untimed_and_are_timed_while_all_are_busy(se
     assert len(run.latencies) == 24 and not run.errors
     assert 0 < run.answered == run.units < 24
     assert 0 < run.seconds < elapsed
+
+
+def test_closed_loop_throughput_of_clients_answered_together_is_clients_per_batch_time(
+        server):
+    """`drive` with every client's requests answered together, one 50 ms batch after
+    another (as request scheduling batches closed-loop clients): throughput is clients
+    per batch time. Answers over the window's length would be a batch short, the one
+    whose answers the window's end cuts off (12 answers in 4 batch times here)."""
+    import threading
+    import time
+
+    from benchmarks.load import drive
+
+    together = threading.Barrier(4)
+
+    def send(client, i: int) -> int:
+        together.wait()  # the batch starts when every client's request is in
+        time.sleep(0.05)
+        return 3
+
+    run = drive(server[0], 4, 16, send)
+    assert run.answers_per_second() == pytest.approx(4 / 0.05, rel=0.15)
+    assert run.units_per_second() == pytest.approx(3 * run.answers_per_second())
+    assert run.answered / run.seconds < 0.85 * 4 / 0.05  # the count the window cuts
