@@ -64,13 +64,21 @@ def request(model: str, text: str, beam: int) -> recur_pb2.TranslateRequest:
 @dataclass
 class Driven:
     latencies: list[tuple[int, float]]  # (request index, seconds) of each timed answer
-    answered: int  # answers within `seconds`
-    units: int  # output units (tokens) they carried
     errors: list[str]  # status code names of the failed requests
     seconds: float  # the steady window: every client connected, warm and busy
     # Each client's (answers, units, seconds from the window's start to its last answer)
     # within the window.
     clients: list[tuple[int, int, float]] = field(default_factory=list)
+
+    @property
+    def answered(self) -> int:
+        """Answers within the window."""
+        return sum(n for n, _, _ in self.clients)
+
+    @property
+    def units(self) -> int:
+        """Output units (tokens) those answers carried."""
+        return sum(u for _, u, _ in self.clients)
 
     def answers_per_second(self) -> float:
         return sum(n / t for n, _, t in self.clients if n)
@@ -102,7 +110,7 @@ def drive(target: str, clients: int, total: int,
     batches in 8 batch times."""
     if total < clients:
         raise ValueError(f"{total} requests cannot keep {clients} clients busy")
-    driven = Driven([], 0, 0, [], 0.0)
+    driven = Driven([], [], 0.0)
     warm_ups = iter(range(total, total + clients * WARM_UP_PER_CLIENT))
     timed = iter(range(total))
     lock = threading.Lock()
@@ -133,8 +141,6 @@ def drive(target: str, clients: int, total: int,
                         answered, units, last = answered + 1, units + got, ended
         if timing:
             with lock:
-                driven.answered += answered
-                driven.units += units
                 driven.clients.append((answered, units, last - window[0]))
 
     def client_loop() -> None:
