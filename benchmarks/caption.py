@@ -7,9 +7,9 @@ them) with beam search and prints images/s:
   1. in-process: the export's `caption` signature called with batches of images;
   2. in-process through serving's step scheduler (`StepDecoder`, the export's `begin`
      and `advance`), one thread, no gRPC: at each --concurrency that many images in
-     flight, each replaced by the next as soon as it is answered, calls of as many
-     steps as fit in --max-join-delay-ms; beside the signature at that batch, what
-     step scheduling itself costs, apart from gRPC, threads and clients;
+     flight, each replaced by the next as soon as it is answered, calls as long as
+     the server's (at most --max-join-delay-ms); beside the signature at that batch,
+     what step scheduling itself costs, apart from gRPC, threads and clients;
   3. through `python -m serving` on loopback: closed-loop gRPC clients, one image per
      Caption request, at each --concurrency; right after each level the same export
      in-process at the batch the server can form (clients, at most its
@@ -48,6 +48,7 @@ from benchmarks.load import (  # noqa: E402
 from model.contract import CAPTION, IMAGES, MAX_LENGTH, METADATA_FILE  # noqa: E402
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
+from serving.batcher import BatchingConfig  # noqa: E402
 from serving.client import RecurClient  # noqa: E402
 from serving.config import LimitsConfig  # noqa: E402
 from serving.process import ServerProcess  # noqa: E402
@@ -89,23 +90,24 @@ def stepped(saved_model, images: list[bytes], in_flight: int, total: int, beam_w
                   "length_penalty": LENGTH_PENALTY, "max_length": max_length}])
             for i in range(first, first + count)]))
 
-    def run(count: int) -> tuple[float, int]:
+    def run(count: int) -> tuple[float, int, int]:
         start(0, min(in_flight, count))
-        sent, calls = min(in_flight, count), 0
+        sent, calls, answered = min(in_flight, count), 0, 0
         started = time.perf_counter()
         while decoder.rows:
             finished, _ = decoder.step(join_delay_seconds)
             calls += 1
+            answered += len(finished)
             if finished and sent < count:
                 more = min(len(finished), count - sent)
                 start(sent, more)
                 sent += more
-        return time.perf_counter() - started, calls
+        return time.perf_counter() - started, calls, answered
 
     run(in_flight)
-    seconds, calls = run(total)
-    return {"in_flight": in_flight, "images": total, "calls": calls,
-            "images_per_second": round(total / seconds, 1), "seconds": round(seconds, 2)}
+    seconds, calls, answered = run(total)
+    return {"in_flight": in_flight, "images": answered, "calls": calls,
+            "images_per_second": round(answered / seconds, 1), "seconds": round(seconds, 2)}
 
 
 def closed_loop(target: str, model: str, images: list[bytes], clients: int, total: int,
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's --max-batch-size (default: %(default)s)")
     parser.add_argument("--scheduling", default="step", choices=["step", "request"],
                         help="the server's --scheduling (default: %(default)s)")
-    parser.add_argument("--max-join-delay-ms", type=float, default=20.0,
+    parser.add_argument("--max-join-delay-ms", type=float,
+                        default=BatchingConfig.max_join_delay_ms,
                         help="the server's --max-join-delay-ms, and the in-process step "
                              "scheduler's (default: %(default)s)")
     parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")

@@ -15,12 +15,13 @@ Requests queue with a key (their decode options). Two scheduling policies:
   When more are waiting than fit, those closest in input length to the oldest
   go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
-  decode; between its calls (each as many steps as fit in `max_join_delay_ms`)
-  queued inputs join it (up to `max_batch_size` inputs in all, oldest first, any
-  options) and ended inputs leave with their answer, so a short request never waits
-  behind a long one for longer than that. A request cancelled or past its deadline
-  mid-decode leaves after the call. Queued inputs are started (encoded) on a start
-  thread while a decode thread steps, all those queued in one call, and join between
+  decode; between its calls (each of the steps `serving/call_length.py` chooses from
+  what it measures, in at most `max_join_delay_ms`) queued inputs join it
+  (up to `max_batch_size` inputs in all, oldest first, any options) and ended inputs
+  leave with their answer, so a short request never waits behind a long one for
+  longer than that. A request cancelled or past its deadline mid-decode leaves after
+  the call. Queued inputs are started (encoded) on a start thread while a decode
+  thread steps, all those queued in one call, and join between
   two calls; the decode thread never waits for the event loop.
 
 The model always runs on worker threads, so the asyncio loop (health checks,
@@ -87,10 +88,11 @@ class BatchingConfig:
                                           "a batch's answers the next waits for as many "
                                           "requests (its clients, coming back); step "
                                           "scheduling starts at once, others join later")
-    max_join_delay_ms: float = option(20.0, "step scheduling: longest a running decode "
-                                            "goes on before new requests may join and "
-                                            "ended ones are answered (more steps per "
-                                            "model call, less overhead)")
+    max_join_delay_ms: float = option(100.0, "step scheduling: longest a running decode "
+                                             "goes on before new requests may join and "
+                                             "ended ones are answered; within it, each "
+                                             "model call takes about the square root of "
+                                             "an input's decode length in steps")
     max_queue_size: int = option(1024, "most inputs waiting per model; beyond it requests "
                                        "fail fast with RESOURCE_EXHAUSTED")
 
@@ -490,9 +492,9 @@ class Batcher:
                         self._wake.wait()
                     continue
                 # Inputs starting meanwhile join after this call: at most the budget
-                # (`max_join_delay_ms`) later. Calls of many steps, not one per arrival,
-                # are what keeps the per-call cost small under steady traffic. A stream
-                # that just joined gets its first chunk after one step, not a budget's.
+                # (`max_join_delay_ms`) later. Calls of several steps, not one per
+                # arrival, are what keeps the per-call cost small under steady traffic.
+                # A stream that just joined gets its first chunk after one step.
                 one_step = any(item.on_progress for items, _ in started for item in items)
                 stepped = time.monotonic()
                 finished, progress = self._decoder.step(0.0 if one_step else budget)

@@ -20,7 +20,6 @@ for the decode thread alone.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,10 +38,9 @@ from model.contract import (
     per_input,
 )
 from serving import metrics
+from serving.call_length import CallLength
 from serving.runner import padding_ratio
 from serving.task import Outputs, Row
-
-MAX_STEPS_PER_CALL = 64
 
 Finished = tuple[Hashable, int, Outputs]
 """(ticket, index of the input in its ticket's rows, its outputs)."""
@@ -79,15 +77,6 @@ class Started:
     join the running decode of that value."""
 
     groups: dict[tuple, tuple[Beams, list[_Row]]]
-
-
-def steps_per_call(max_seconds: float, seconds_per_step: float) -> int:
-    """Steps for a call to take about `max_seconds`, at a measured pace that includes
-    the call's fixed cost. Rounded up: that pace overstates what one more step adds, so
-    rounded down, calls were stuck at one step whenever one cost over half the budget
-    (one-step calls measure the pace that keeps them at one step: 10 ms calls at 64
-    captions); rounded up, calls grow until they fill the budget."""
-    return max(1, min(MAX_STEPS_PER_CALL, math.ceil(max_seconds / seconds_per_step)))
 
 
 def _traced_once(function):
@@ -147,7 +136,7 @@ class StepDecoder:
         # rare: a second started group waiting beside the first; padded, whatever shapes
         self._concat = tf.function(_concat).get_concrete_function(spec, spec)
         self._decodes: dict[tuple, _Decode] = {}
-        self._seconds_per_step: dict[tuple, float] = {}  # per decode, moving average
+        self._call_lengths: dict[tuple, CallLength] = {}  # per value of the shared inputs
 
     @contextmanager
     def unrecorded(self) -> Iterator[None]:
@@ -176,6 +165,7 @@ class StepDecoder:
             self._concat(beams, beams)
             for regroup_and_advance in self._regroup_and_advance.values():
                 regroup_and_advance(beams, first, beams, one)
+        self._call_lengths.clear()  # what the warm-up measured is not traffic's
 
     @property
     def rows(self) -> int:
@@ -221,9 +211,9 @@ class StepDecoder:
     def step(self, max_seconds: float = 0.0) -> tuple[list[Finished], list[Progress]]:
         """Advances every running input by at least one token; returns those that ended
         and, for exports that stream, every other input's settled output so far. Each
-        decode takes as many steps in one call as fit in `max_seconds` at its measured
-        pace (fewer if all its inputs end first; exports before 2026-12-03 stop when
-        one ends): a call's fixed cost is that of a step or more for small models."""
+        decode takes the steps per call that `serving/call_length.py` chooses from what it
+        measures, in about `max_seconds` at most (0: one step), fewer if all its inputs
+        end first (exports before 2026-12-03 stop when one ends)."""
         finished: list[Finished] = []
         progress: list[Progress] = []
         for shared, decode in list(self._decodes.items()):
@@ -231,6 +221,7 @@ class StepDecoder:
             if not keep and not decode.joining_rows:
                 del self._decodes[shared]
                 continue
+            started = time.perf_counter()
             joining, beams = decode.joining, decode.beams
             decode.rows = [decode.rows[i] for i in keep] + decode.joining_rows
             decode.joining, decode.joining_rows = None, []
@@ -238,19 +229,16 @@ class StepDecoder:
             if self.model:
                 metrics.BATCH_SIZE.labels(self.model).observe(len(source))
                 metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
-            pace = self._seconds_per_step.get(shared)
-            steps = steps_per_call(max_seconds, pace) if pace else 1
-            started = time.perf_counter()
+            length = self._call_lengths.setdefault(shared, CallLength())
+            steps = length.next(max_seconds, len(source))
             decode.beams, out = self._advance_regrouped(beams, keep, joining,
                                                         tf.constant(steps, tf.int32))
-            seconds = (time.perf_counter() - started) / max(int(out[STEPS]), 1)
-            self._seconds_per_step[shared] = (seconds if pace is None
-                                              else 0.7 * pace + 0.3 * seconds)
             ended = np.flatnonzero(out[ENDED].numpy())
             results = {k: v.numpy() for k, v in out.items()
                        if k not in (ENDED, STEPS, PARTIAL_TEXTS)} if len(ended) else {}
             for i, outputs in zip(ended, per_input(results, len(ended)), strict=True):
                 row = decode.rows[i]
+                length.ended(int(outputs[DECODE_STEPS]))
                 if self.model:
                     metrics.DECODE_STEPS.labels(self.model).observe(int(outputs[DECODE_STEPS]))
                 finished.append((row.ticket, row.index, outputs))
@@ -259,6 +247,7 @@ class StepDecoder:
                 progress += [(row.ticket, row.index, text.decode("utf-8", "replace"))
                              for row, text in zip(decode.rows, out[PARTIAL_TEXTS].numpy(),
                                                   strict=True) if row is not None]
+            length.observe(int(out[STEPS]), time.perf_counter() - started)
         return finished, progress
 
     def reset(self) -> None:

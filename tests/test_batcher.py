@@ -9,7 +9,6 @@ import time
 import pytest
 
 from serving.batcher import Batcher, BatcherClosed, BatchingConfig, DeadlineExpired, QueueFull
-from serving.step_decoder import steps_per_call
 
 
 class Model:
@@ -316,21 +315,6 @@ def test_step_scheduling_keeps_to_max_batch_size_and_first_come_first_served():
     assert max(len(rows) for rows in decoder.steps) == 2
     assert decoder.steps[0] == ["x2", "x4"], "requests that arrived together start together"
     assert ["x3", "x4"] in decoder.steps, "the third joined when the shortest left"
-
-
-def test_calls_grow_to_fill_the_join_budget_even_when_one_step_costs_most_of_it():
-    """A call costs a fixed 12 ms plus 3 ms a step (64 captions here) and the budget is
-    20 ms: from one step, the measured pace (12 + 3k) / k, averaged as the decoder does,
-    must lead to calls of three steps, not leave them at one (4x the calls)."""
-    def seconds(steps: int) -> float:
-        return 0.012 + 0.003 * steps
-
-    pace, steps = None, 1
-    for _ in range(12):
-        steps = steps_per_call(0.020, pace) if pace else 1
-        measured = seconds(steps) / steps
-        pace = measured if pace is None else 0.7 * pace + 0.3 * measured
-    assert steps == 3
 
 
 def test_a_burst_past_capacity_is_refused_at_once_and_what_is_admitted_meets_its_deadline():
