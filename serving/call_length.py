@@ -8,13 +8,14 @@ request, a slot freed for a queued one) comes at a call's end, while the next ca
 runs. With calls of s steps of p seconds, a call's own cost c, inputs that decode L
 steps and a share w of them sharing calls, an input's time is about
 L (p + c / s) + 1.5 w s p, least at s = sqrt(L c / (1.5 w p)). Measured in the server
-at 64 quick translations, c is about p (6 against 8.2 ms), and swept by hand (calls
-of a fixed 1, 2, 4, 7 or 12 steps), the best lengths were 4-12 steps at 64 clients
-and 4-7 at 4: sqrt(L / w) steps, L averaged over the inputs that ended and
-w = 1 - 1/n over the inputs per call (n), about 7 for translations of 46 steps, 3 for
-captions of 10, and as long as allowed for a lone client's input (w = 0), nobody
-waiting on its calls. The rule before this one filled a fixed 20 ms a call: 2 steps
-at 64 translations, 10 % slower.
+at 64 quick translations, c is about p (6 against 8.2 ms), which makes it
+sqrt(L / (1.5 w)) steps, L averaged over the inputs that ended and w = 1 - 1/n over the
+inputs per call (n): 6 for 64 translations of 46 steps, 7 for 4 translations of 57, 3
+for 16 captions of 10, and as long as allowed for a lone client's input (w = 0), nobody
+waiting on its calls. Swept by hand in the server (calls of a fixed 1, 2, 4, 7 or 12
+steps) the best were 4-12 steps at 64 clients and 4-7 at 4. The rule before this one
+filled a fixed 20 ms a call: 2 steps at 64 translations, 10 % slower. (Without the 1.5,
+7 and 9 steps at 64 and 4 clients, the load benchmark could not tell the two apart.)
 
 Measuring c and p apart did not hold up: a regression over calls of two alternating
 lengths was noisy enough on captions (whose calls often end early) to swing between
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 MAX_STEPS_PER_CALL = 64
 SMOOTHING = 0.2  # weight of the newest observation in the moving averages
+WAITING = 1.5  # calls an input that shares its calls waits for in its life
 
 
 @dataclass
@@ -57,14 +59,14 @@ class CallLength:
         self._forced = False  # whether the latest call was a forced single step
 
     def best(self, max_seconds: float) -> int:
-        """Steps per call: sqrt(L / w), within about `max_seconds` a call; one before a
-        call was timed."""
+        """Steps per call: sqrt(L / (1.5 w)), within about `max_seconds` a call; one before
+        a call was timed."""
         if self._step.value is None:
             return 1
         best = min(math.ceil(max_seconds / self._step.value), MAX_STEPS_PER_CALL)
         sharing = 1 - 1 / self._rows.value  # w
         if self._decode_steps.value is not None and sharing > 0:
-            best = min(best, round(math.sqrt(self._decode_steps.value / sharing)))
+            best = min(best, round(math.sqrt(self._decode_steps.value / (WAITING * sharing))))
         return max(1, best)
 
     def next(self, max_seconds: float, rows: int) -> int:
