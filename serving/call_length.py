@@ -26,6 +26,7 @@ calls too long at 4 clients (25-27 against 30-34 sentences/s).
 An upper bound on a call's time (the server's `max_join_delay_ms`) caps the result at
 the steps that fit at the measured time per step (a call's own cost included, so
 rounded up: rounded down, calls whose one step filled the bound stayed at one step).
+Until an input has ended (L unknown), calls are as long as that bound allows.
 """
 
 from __future__ import annotations
