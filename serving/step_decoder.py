@@ -229,7 +229,9 @@ class StepDecoder:
             if self.model:
                 metrics.BATCH_SIZE.labels(self.model).observe(len(source))
                 metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(source))
-            length = self._call_lengths.setdefault(shared, CallLength())
+            length = self._call_lengths.get(shared)
+            if length is None:  # a new beam width (setdefault would build one per call)
+                length = self._call_lengths[shared] = CallLength()
             steps = length.next(max_seconds, len(source))
             decode.beams, out = self._advance_regrouped(beams, keep, joining,
                                                         tf.constant(steps, tf.int32))
