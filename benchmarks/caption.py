@@ -32,10 +32,9 @@ from model.startup import import_tensorflow
 import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
 # runtime starts in `start_tensorflow`, once the thread flags are known
 
-import tensorflow as tf  # noqa: E402
-
 from benchmarks.decode import (  # noqa: E402
     add_thread_arguments,
+    load_export,
     start_tensorflow,
     thread_settings,
 )
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
-    saved_model = tf.saved_model.load(str(path))
+    saved_model = load_export(path)
     signature = saved_model.signatures[CAPTION.signature.name]
     max_length = json.loads((path / METADATA_FILE).read_text())[MAX_LENGTH.name]
     images = [image.path.read_bytes() for image in load_emoji().test]

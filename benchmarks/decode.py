@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.startup import import_tensorflow, warm_up
+from model.startup import import_tensorflow, settle_heap, warm_up
 
 import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
 # runtime starts in `start_tensorflow`, once the thread flags are known
@@ -194,10 +194,19 @@ def decode_options(metadata: Mapping, beam_width: int, length_penalty: float,
                                     else float(metadata.get(MAX_LENGTH_RATIO.name, 2.0)))}
 
 
+def load_export(path: str | Path):
+    """The SavedModel at `path`, loaded as the server loads it: its objects then kept
+    out of garbage collection (`settle_heap`), so that no full pass of the collector
+    stalls this process for a few hundred ms in the middle of a measurement."""
+    loaded = tf.saved_model.load(str(path))
+    settle_heap()
+    return loaded
+
+
 def load_signature(export: str):
     metadata = read_metadata(Path(export))
     name = metadata.get(Meta.SIGNATURE, TRANSLATE.signature.name)
-    return tf.saved_model.load(export).signatures[name], metadata
+    return load_export(export).signatures[name], metadata
 
 
 def load_sources(source_file: str, language: str, count: int) -> list[str]:

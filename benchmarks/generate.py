@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.decode import (  # noqa: E402
     add_thread_arguments,
+    load_export,
     start_tensorflow,
     thread_settings,
 )
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
-    loaded = tf.saved_model.load(str(path))
+    loaded = load_export(path)
     lines = [line for line in load_ptb_chars().test[0].splitlines() if line.strip()]
     prompts = [line[:args.prompt_chars] for line in lines]
     print(f"{path}: {len(prompts)} PTB test prompts of up to {args.prompt_chars} characters, "

@@ -27,10 +27,9 @@ from model.startup import import_tensorflow
 import_tensorflow(initialize=False)  # quietly, before anything else imports it; the
 # runtime starts in `start_tensorflow`, once the thread flags are known
 
-import tensorflow as tf  # noqa: E402
-
 from benchmarks.decode import (  # noqa: E402
     add_thread_arguments,
+    load_export,
     start_tensorflow,
     thread_settings,
 )
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     export = Path(args.model_base_path) / args.model
     path = export / str(max(versions(export)))
-    signature = tf.saved_model.load(str(path)).signatures[TAG.signature.name]
+    signature = load_export(path).signatures[TAG.signature.name]
     texts = [" ".join(word for word, _ in s) for s in load_brown().test[:args.sentences]]
     if len(texts) < args.sentences_per_request:
         parser.error(f"--sentences ({len(texts)}) must be at least --sentences-per-request")
