@@ -22,7 +22,9 @@ Requests queue with a key (their decode options). Two scheduling policies:
   longer than that. A request cancelled or past its deadline mid-decode leaves after
   the call. Queued inputs are started (encoded) on a start thread while a decode
   thread steps, all those queued in one call, and join between
-  two calls; the decode thread never waits for the event loop.
+  two calls; the decode thread never waits for the event loop. Since they cannot
+  join before the running call ends, they start shortly before it is expected to
+  (`_start_at`): those arriving meanwhile start with them, in one call.
 
 The model always runs on worker threads, so the asyncio loop (health checks,
 other RPCs) never blocks on it. A request whose client cancelled or whose
@@ -73,6 +75,10 @@ the event loop while a streaming request decodes (step scheduling)."""
 
 SCHEDULING = ("step", "request")
 ADMISSION_MARGIN = 0.2  # share of a request's remaining time kept in reserve at admission
+# Step scheduling: queued inputs start this many times a start's measured time, and
+# START_MARGIN_SECONDS more, before the running call is expected to end.
+START_LEAD = 1.5
+START_MARGIN_SECONDS = 0.003
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,7 @@ class Batcher:
         # step mode: starts queued inputs while the decode thread steps; one at a time
         self._starter = concurrent.futures.ThreadPoolExecutor(1, f"start-{model}")
         self._starting = False
+        self._start_timer: asyncio.TimerHandle | None = None  # a start put off (`_start_at`)
         # step mode: handed from the event loop to the decode thread
         self._inbox_lock = threading.Lock()
         self._inbox_started: list[tuple[list[_Pending], Started]] = []
@@ -224,6 +231,8 @@ class Batcher:
         self._stopped = True
         self._arrived.set()
         self._wake.set()
+        if self._start_timer:
+            self._start_timer.cancel()
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
         for item in [*self._pending, *self._decoding]:
@@ -545,8 +554,13 @@ class Batcher:
     def _start(self) -> None:
         """On the event loop: starts the oldest queued parts that fit in the running decode
         on the start thread, unless a start is running (parts queued meanwhile start
-        together, next)."""
+        together, next) or is better put off (`_start_at`)."""
         if self._starting or self._stopped:
+            return
+        at = self._start_at()
+        if at is not None:
+            if self._start_timer is None:
+                self._start_timer = asyncio.get_running_loop().call_at(at, self._start_when_due)
             return
         joining = self._take_joining()
         if not joining:
@@ -555,6 +569,24 @@ class Batcher:
         future = asyncio.get_running_loop().run_in_executor(
             self._starter, self._decoder.start, [(item, item.inputs) for item in joining])
         future.add_done_callback(lambda done: self._on_started(joining, done))
+
+    def _start_at(self) -> float | None:
+        """When to start the queued parts, if later than now: queued inputs join the
+        running decode when its call ends, so starting them shortly before that loses
+        nothing, and those arriving meanwhile start with them: one `begin` call instead
+        of one per arrival, each with a fixed cost and each slowing the call running
+        beside it (quick translator, 64 closed-loop clients: starts of 6.3 inputs
+        instead of 3.7, 7 % more sentences/s; 16 clients 6-13 %). At once while the
+        decode is idle or before the decoder has timed its calls and starts."""
+        ends, start_seconds = self._decoder.call_ends, self._decoder.start_seconds
+        if not self._pending or ends is None or start_seconds is None:
+            return None
+        at = ends - START_LEAD * start_seconds - START_MARGIN_SECONDS
+        return at if at > time.monotonic() else None
+
+    def _start_when_due(self) -> None:
+        self._start_timer = None
+        self._start()
 
     def _on_started(self, joining: list[_Pending], done: asyncio.Future) -> None:
         self._starting = False

@@ -40,7 +40,7 @@ WAITING = 1.5  # calls an input that shares its calls waits for in its life
 
 
 @dataclass
-class _Average:
+class MovingAverage:
     """Exponential moving average of a value (None before the first)."""
 
     value: float | None = None
@@ -54,9 +54,9 @@ class CallLength:
     docstring)."""
 
     def __init__(self) -> None:
-        self._step = _Average()  # seconds per step of a call, its own cost included
-        self._decode_steps = _Average()  # L: steps an input decodes
-        self._rows = _Average()  # n: inputs per call
+        self._step = MovingAverage()  # seconds per step of a call, its own cost included
+        self._decode_steps = MovingAverage()  # L: steps an input decodes
+        self._rows = MovingAverage()  # n: inputs per call
         self._forced = False  # whether the latest call was a forced single step
 
     def best(self, max_seconds: float) -> int:
@@ -69,6 +69,12 @@ class CallLength:
         if self._decode_steps.value is not None and sharing > 0:
             best = min(best, round(math.sqrt(self._decode_steps.value / (WAITING * sharing))))
         return max(1, best)
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        """A step's measured time, a call's own cost included (None before a call was
+        timed)."""
+        return self._step.value
 
     def next(self, max_seconds: float, rows: int) -> int:
         """Steps for the next call, of `rows` inputs, taking about `max_seconds` at most

@@ -38,7 +38,7 @@ from model.contract import (
     per_input,
 )
 from serving import metrics
-from serving.call_length import CallLength
+from serving.call_length import CallLength, MovingAverage
 from serving.runner import padding_ratio
 from serving.task import Outputs, Row
 
@@ -137,6 +137,16 @@ class StepDecoder:
         self._concat = tf.function(_concat).get_concrete_function(spec, spec)
         self._decodes: dict[tuple, _Decode] = {}
         self._call_lengths: dict[tuple, CallLength] = {}  # per value of the shared inputs
+        self._start_seconds = MovingAverage()
+        # time.monotonic() the running `advance` call is expected to end at (None
+        # between calls, or before its decode's calls were timed): the batcher starts
+        # new inputs shortly before, for the next call
+        self.call_ends: float | None = None
+
+    @property
+    def start_seconds(self) -> float | None:
+        """A `start`'s measured time (moving average; None before the first)."""
+        return self._start_seconds.value
 
     @contextmanager
     def unrecorded(self) -> Iterator[None]:
@@ -166,6 +176,7 @@ class StepDecoder:
             for regroup_and_advance in self._regroup_and_advance.values():
                 regroup_and_advance(beams, first, beams, one)
         self._call_lengths.clear()  # what the warm-up measured is not traffic's
+        self._start_seconds = MovingAverage()
 
     @property
     def rows(self) -> int:
@@ -175,6 +186,7 @@ class StepDecoder:
     def start(self, entries: Sequence[tuple[Hashable, Sequence[Row]]]) -> Started:
         """Runs `begin` on new inputs (each row holding every input of `begin`), one call
         per beam width. Safe on any thread: it reads no running decode."""
+        began = time.perf_counter()
         groups: dict[tuple, list[tuple[Hashable, int, Row]]] = {}
         for ticket, rows in entries:
             for index, row in enumerate(rows):
@@ -187,6 +199,7 @@ class StepDecoder:
             started[shared] = (beams, [
                 _Row(ticket, index, n) for (ticket, index, _), n
                 in zip(inputs, source_tokens.numpy().tolist(), strict=True)])
+        self._start_seconds.add(time.perf_counter() - began)
         return Started(started)
 
     def join(self, started: Started) -> None:
@@ -233,6 +246,8 @@ class StepDecoder:
             if length is None:  # a new beam width (setdefault would build one per call)
                 length = self._call_lengths[shared] = CallLength()
             steps = length.next(max_seconds, len(source))
+            if length.seconds_per_step is not None:
+                self.call_ends = time.monotonic() + steps * length.seconds_per_step
             decode.beams, out = self._advance_regrouped(beams, keep, joining,
                                                         tf.constant(steps, tf.int32))
             ended = np.flatnonzero(out[ENDED].numpy())
@@ -250,11 +265,13 @@ class StepDecoder:
                              for row, text in zip(decode.rows, out[PARTIAL_TEXTS].numpy(),
                                                   strict=True) if row is not None]
             length.observe(int(out[STEPS]), time.perf_counter() - started)
+            self.call_ends = None
         return finished, progress
 
     def reset(self) -> None:
         """Forgets every running input (after a failed step)."""
         self._decodes.clear()
+        self.call_ends = None
 
     def _advance_regrouped(self, beams: Beams | None, keep: list[int], joining: Beams | None,
                            steps: tf.Tensor) -> tuple[Beams, dict]:

@@ -237,7 +237,11 @@ def test_a_request_that_would_miss_its_deadline_is_refused_at_once():
 
 
 class Stepper:
-    """A step decoder whose input "xN" ends after N steps; records the inputs of each step."""
+    """A step decoder whose input "xN" ends after N steps; records the inputs of each step.
+    It times neither its calls nor its starts (so the batcher starts inputs at once)."""
+
+    call_ends = None
+    start_seconds = None
 
     def __init__(self, step_seconds: float = 0.002):
         self.step_seconds = step_seconds
@@ -422,6 +426,46 @@ def test_inputs_start_while_the_decode_steps_and_a_failed_start_fails_only_its_o
     short, result, steps_while_starting = run(main())
     assert short == ["x3 done"] and result == ["x200 done"]
     assert steps_while_starting >= 10, "the decode paused while an input started"
+
+
+def test_inputs_arriving_during_a_call_start_together_in_time_for_the_next():
+    """They cannot join before the running call ends: started shortly before its
+    expected end, as the real decoder reports it, they make one start call between
+    them, and still join the very next call."""
+    class Timed(Stepper):
+        start_seconds = 0.001
+
+        def __init__(self):
+            super().__init__(step_seconds=0.2)
+            self.starts: list[list[str]] = []
+
+        def start(self, entries):
+            self.starts.append([text for _, texts in entries for text in texts])
+            return super().start(entries)
+
+        def step(self, max_seconds=0.0):
+            self.call_ends = time.monotonic() + self.step_seconds
+            try:
+                return super().step(max_seconds)
+            finally:
+                self.call_ends = None
+
+    async def main():
+        decoder = Timed()
+        batcher = await stepping(decoder)
+        long = asyncio.ensure_future(batcher.submit("k", ["x4"]))
+        arrivals = []
+        for text in ("x1", "x2", "x3"):  # 50, 70 and 90 ms into the first call
+            await asyncio.sleep(0.05 if not arrivals else 0.02)
+            arrivals.append(asyncio.ensure_future(batcher.submit("k", [text])))
+        results = await asyncio.gather(long, *arrivals)
+        await batcher.close()
+        return decoder, results
+
+    decoder, results = run(main())
+    assert results == [["x4 done"], ["x1 done"], ["x2 done"], ["x3 done"]]
+    assert decoder.starts == [["x4"], ["x1", "x2", "x3"]], "one start for the three"
+    assert decoder.steps[:2] == [["x4"], ["x1", "x2", "x3", "x4"]], "they joined the next call"
 
 
 def test_request_batches_group_inputs_of_similar_length():
