@@ -64,6 +64,7 @@ from typing import Any
 
 from model.config import option
 from serving import metrics
+from serving.moving_average import MovingAverage
 from serving.step_decoder import Started, StepDecoder
 
 log = logging.getLogger(__name__)
@@ -186,12 +187,12 @@ class Batcher:
         self._stopped = False  # the loop ends
         self._running = False  # a batch is on the worker thread
         self._batch_started = 0.0  # time.monotonic() the running batch started at
-        self._inputs_per_second: float | None = None  # request mode: recent batches, averaged
+        self._throughput = MovingAverage()  # request mode: inputs/s of recent batches
         self._measured = [0, 0.0]  # inputs finished, seconds busy since the last average
         self._served: collections.deque[float] = collections.deque(maxlen=128)  # s per part
         # step mode: seconds a slot of the full decode takes to turn over (moving average),
         # from the inputs taken since `_full[0]` while others kept waiting (`_full[1]`)
-        self._turnover: float | None = None
+        self._turnover = MovingAverage(weight=0.3)
         self._full: tuple[float, int] | None = None
 
     def start(self) -> None:
@@ -351,7 +352,7 @@ class Batcher:
         """Seconds until `count` inputs queued behind `queued` others are answered, if
         theirs is a slow decode; None before anything was measured."""
         if self._decoder is None:
-            if not self._inputs_per_second or not self._served:
+            if not self._throughput.value or not self._served:
                 return None
             return self._batch_wait(queued, count)
         if not self._served:
@@ -372,14 +373,14 @@ class Batcher:
         rest = (max(self._batch_started + batch - time.monotonic(), 0.0) if self._running
                 else 0.0)
         inputs = queued + count
-        drain = max(inputs / self._inputs_per_second, math.ceil(inputs / size) * batch)
+        drain = max(inputs / self._throughput.value, math.ceil(inputs / size) * batch)
         return rest + drain + (queued >= size) * batch
 
     def _slot_wait(self, needed: int) -> float:
         """Step scheduling: seconds until the running decode has freed `needed` slots, in
         order. A running input is expected to free its slot one turnover after it joined
         (at once if it is past that), and a freed slot is taken again for as long."""
-        typical, now = self._turnover or self._service_seconds(0.5), time.monotonic()
+        typical, now = self._turnover.value or self._service_seconds(0.5), time.monotonic()
         frees = sorted(max(item.started + typical - now, 0.0)
                        for item, results in self._decoding.items() for _ in results)
         frees[:0] = [0.0] * max(self.config.max_batch_size - len(frees), 0)  # free now
@@ -404,9 +405,7 @@ class Batcher:
         self._measured[0] += inputs
         self._measured[1] += seconds
         if self._measured[1] >= 0.05:
-            rate = self._measured[0] / self._measured[1]
-            self._inputs_per_second = rate if self._inputs_per_second is None else (
-                0.8 * self._inputs_per_second + 0.2 * rate)
+            self._throughput.add(self._measured[0] / self._measured[1])
             self._measured = [0, 0.0]
 
     async def _request_loop(self) -> None:
@@ -666,7 +665,5 @@ class Batcher:
             since, count = self._full[0], self._full[1] + taken
             self._full = (since, count)
             if now - since >= 0.25 and count:
-                turnover = self.config.max_batch_size * (now - since) / count
-                self._turnover = turnover if self._turnover is None else (
-                    0.7 * self._turnover + 0.3 * turnover)
+                self._turnover.add(self.config.max_batch_size * (now - since) / count)
                 self._full = (now, 0)

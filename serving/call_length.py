@@ -32,21 +32,11 @@ Until an input has ended (L unknown), calls are as long as that bound allows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from serving.moving_average import MovingAverage
 
 MAX_STEPS_PER_CALL = 64
-SMOOTHING = 0.2  # weight of the newest observation in the moving averages
 WAITING = 1.5  # calls an input that shares its calls waits for in its life
-
-
-@dataclass
-class MovingAverage:
-    """Exponential moving average of a value (None before the first)."""
-
-    value: float | None = None
-
-    def add(self, x: float) -> None:
-        self.value = x if self.value is None else (1 - SMOOTHING) * self.value + SMOOTHING * x
 
 
 class CallLength:

@@ -38,7 +38,8 @@ from model.contract import (
     per_input,
 )
 from serving import metrics
-from serving.call_length import CallLength, MovingAverage
+from serving.call_length import CallLength
+from serving.moving_average import MovingAverage
 from serving.runner import padding_ratio
 from serving.task import Outputs, Row
 
