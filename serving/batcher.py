@@ -33,19 +33,21 @@ any compute is spent on it.
 
 Admission: a request is refused at once (QueueFull) when the queue is full, or
 when it would likely miss its deadline: the time until it is answered must fit in
-80% of its remaining time. Request scheduling counts batches: the rest of the running
-one, those that hold the inputs queued ahead and its own (or those inputs at the
-model's recent throughput, measured in wall time, if longer), and one more if a batch
-may pass it over for its length; a batch takes a recent slow batch's time (95th
-percentile, or the latest batch's if longer). Step scheduling adds a recent slow
-decode (95th percentile) to a wait it counts in slots: the request gets the slots
-freed after those the inputs queued ahead of it take; a running input frees its slot
-one turnover after it joined, and a slot turns over in the time the queue, while
-inputs wait for room, takes to move by `max_batch_size` inputs (measured; the median
-decode until then).
-(A throughput average missed the wait of a burst that fills the decode at once:
-nothing ends for a whole decode.) Better a fast refusal the client can retry
-elsewhere than a slow DEADLINE_EXCEEDED after the queue slot was spent.
+80% of its remaining time (65% under request scheduling: `ADMISSION_MARGIN`).
+Request scheduling counts batches: the rest of the running one, those that hold the
+inputs queued ahead and its own (or those inputs at the model's recent throughput,
+measured in wall time, if longer), and one more if a batch may pass it over for its
+length; a batch takes a recent slow batch's time (95th percentile, or the latest
+batch's if longer). A finished batch's requests are answered `ANSWER_BURST` at a
+time, so that requests arriving meanwhile are heard (and refused) in between.
+Step scheduling adds a recent slow decode (95th percentile) to a wait it counts in
+slots: the request gets the slots freed after those the inputs queued ahead of it
+take; a running input frees its slot one turnover after it joined, and a slot turns
+over in the time the queue, while inputs wait for room, takes to move by
+`max_batch_size` inputs (measured; the median decode until then). (A throughput
+average missed the wait of a burst that fills the decode at once: nothing ends for a
+whole decode.) Better a fast refusal the client can retry elsewhere than a slow
+DEADLINE_EXCEEDED after the queue slot was spent.
 """
 
 from __future__ import annotations
@@ -78,11 +80,22 @@ the event loop while a streaming request decodes (step scheduling)."""
 
 
 SCHEDULING = ("step", "request")
-ADMISSION_MARGIN = 0.2  # share of a request's remaining time kept in reserve at admission
+# Share of a request's remaining time kept in reserve at admission, per scheduling. A
+# surge slows the model: the event loop answering hundreds of arrivals a second takes
+# CPU from it. Request-scheduled batches of the quick translator took 0.77-0.83 s in the
+# first seconds of a 4x surge against 0.54 s before it, and requests admitted on the
+# old figure, estimated at 3.7-4.0 s, took 4.9-5.0 s (5 s deadlines): a fifth in
+# reserve was not enough there. Step scheduling, whose estimate follows the slots
+# freed, answered every admitted request in time with a fifth.
+ADMISSION_MARGIN = {"step": 0.2, "request": 0.35}
 # Step scheduling: queued inputs start this many times a start's measured time, and
 # START_MARGIN_SECONDS more, before the running call is expected to end.
 START_LEAD = 1.5
 START_MARGIN_SECONDS = 0.003
+# Request scheduling answers a batch's requests this many at a time, letting the requests
+# that arrived meanwhile in between: answering 64 at once held the event loop for 15-22
+# ms, and every refusal due then waited as long.
+ANSWER_BURST = 8
 
 
 @dataclass(frozen=True)
@@ -267,7 +280,8 @@ class Batcher:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
         wait = None if deadline is None else self._expected_seconds(queued, len(inputs))
-        if wait and wait > (1 - ADMISSION_MARGIN) * (deadline - time.monotonic()):
+        margin = ADMISSION_MARGIN[self.config.scheduling]
+        if wait and wait > (1 - margin) * (deadline - time.monotonic()):
             raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
                             "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
@@ -324,7 +338,7 @@ class Batcher:
             return sum(map(self._input_length, item.inputs)) / len(item.inputs)
 
         # Requests that cannot wait for another batch go first, whatever their length.
-        soon = time.monotonic() + 2 * self._service_seconds()
+        soon = time.monotonic() + 2 * self._batch_seconds()
         urgent = [i for i in same[1:] if i.deadline is not None and i.deadline < soon]
         others = [i for i in same[1:] if i.deadline is None or i.deadline >= soon]
         target = length(same[0])
@@ -368,13 +382,18 @@ class Batcher:
         percentile of the last 128 batches lagged when the model slowed down (the
         event loop taking CPU from it under overload: batches of 0.8 s against 0.54),
         and admitted requests were answered after their deadline."""
-        batch = max(self._service_seconds(), self._served[-1])
+        batch = self._batch_seconds()
         size = self.config.max_batch_size
         rest = (max(self._batch_started + batch - time.monotonic(), 0.0) if self._running
                 else 0.0)
         inputs = queued + count
         drain = max(inputs / self._throughput.value, math.ceil(inputs / size) * batch)
         return rest + drain + (queued >= size) * batch
+
+    def _batch_seconds(self) -> float:
+        """Request scheduling: a recent slow batch's time (95th percentile), or the latest
+        batch's if longer (see `_batch_wait`)."""
+        return max(self._service_seconds(), self._served[-1]) if self._served else 0.0
 
     def _slot_wait(self, needed: int) -> float:
         """Step scheduling: seconds until the running decode has freed `needed` slots, in
@@ -462,10 +481,12 @@ class Batcher:
             metrics.INFERENCE_SECONDS.labels(self.model).observe(seconds)
             self._served.append(seconds)
         offset = 0
-        for item in batch:
+        for i, item in enumerate(batch, 1):
             if not item.future.done():
                 item.future.set_result(list(results[offset:offset + len(item.inputs)]))
             offset += len(item.inputs)
+            if i % ANSWER_BURST == 0:
+                await asyncio.sleep(0)  # requests arriving meanwhile are heard in between
         self._answered, self._since_answer = (time.monotonic(), len(batch)), 0
 
     async def _step_loop(self) -> None:
