@@ -177,6 +177,7 @@ class Batcher:
         self._on_failure = on_failure
         self.failed = False  # stopped on an error of its own (not by `close`)
         self._decoder = decoder if config.scheduling == "step" else None
+        self._margin = ADMISSION_MARGIN[config.scheduling]
         self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
         self._wake = threading.Event()  # step mode: the decode thread has news
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -280,8 +281,7 @@ class Batcher:
             raise QueueFull(f"{queued} inputs are queued for model {self.model!r} "
                             f"(limit {self.config.max_queue_size}); retry with backoff")
         wait = None if deadline is None else self._expected_seconds(queued, len(inputs))
-        margin = ADMISSION_MARGIN[self.config.scheduling]
-        if wait and wait > (1 - margin) * (deadline - time.monotonic()):
+        if wait and wait > (1 - self._margin) * (deadline - time.monotonic()):
             raise QueueFull(f"model {self.model!r} would answer in about {wait:.1f} s, "
                             "after the request's deadline; retry later or elsewhere")
         loop = asyncio.get_running_loop()
