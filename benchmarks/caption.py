@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.caption", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
-    parser.add_argument("--model", default="caption-emoji", help="(default: %(default)s)")
-    parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--model", default="caption-emoji",
+                        help="model name under MODEL_BASE_PATH (default: %(default)s)")
+    parser.add_argument("--beam-width", type=int, default=4,
+                        help="beam width of every caption (default: %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64],
                         help="in-process batch sizes, in images (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64],

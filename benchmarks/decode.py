@@ -228,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch sizes to measure (default: %(default)s)")
     parser.add_argument("--sentences", type=int, default=256,
                         help="sentences decoded per batch size (default: %(default)s)")
-    parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--beam-width", type=int, default=4,
+                        help="beam width of every sentence (default: %(default)s)")
     parser.add_argument("--length-penalty", type=float, default=0.6,
-                        help="(default: %(default)s)")
+                        help="GNMT length penalty of the search (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=0,
                         help="output tokens allowed per sentence (default: 0, the export's "
                              "own limit)")

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
-    parser.add_argument("--model", default="charlm-lstm", help="(default: %(default)s)")
+    parser.add_argument("--model", default="charlm-lstm",
+                        help="model name under MODEL_BASE_PATH (default: %(default)s)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 64],
                         help="concurrent streams, one level each (default: %(default)s)")
     parser.add_argument("--max-chars", type=int, default=200,

@@ -350,13 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
-    parser.add_argument("--model", default="translate-en-fr", help="(default: %(default)s)")
+    parser.add_argument("--model", default="translate-en-fr",
+                        help="model name under MODEL_BASE_PATH (default: %(default)s)")
     parser.add_argument("--scheduling", nargs="+", default=list(SCHEDULING),
                         choices=SCHEDULING,
                         help="server scheduling policies to measure, one server each "
                              "(default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64],
-                        help="(default: %(default)s)")
+                        help="closed-loop client counts, one level each (default: %(default)s)")
     parser.add_argument("--requests-per-client", type=int, default=8,
                         help="closed-loop requests per client, at least 64 per level "
                              "(default: %(default)s)")
@@ -366,11 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed-requests", type=int, default=256,
                         help="requests of the mixed-length workload, half short, half long "
                              "(default: %(default)s)")
-    parser.add_argument("--beam-width", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--beam-width", type=int, default=4,
+                        help="beam width of every request (default: %(default)s)")
     parser.add_argument("--overload-factor", type=float, default=4.0,
                         help="overload arrival rate / saturated rate (default: %(default)s)")
     parser.add_argument("--overload-seconds", type=float, default=10.0,
-                        help="(default: %(default)s)")
+                        help="how long the overload sends, s (default: %(default)s)")
     parser.add_argument("--deadline", type=float, default=5.0,
                         help="deadline of each overload request, s (default: %(default)s)")
     parser.add_argument("--output", default="bench", help="writes OUTPUT.json and OUTPUT.png")

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tag", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_base_path", help="export base holding MODEL/VERSION/")
-    parser.add_argument("--model", default="tag-en-universal", help="(default: %(default)s)")
+    parser.add_argument("--model", default="tag-en-universal",
+                        help="model name under MODEL_BASE_PATH (default: %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64],
                         help="in-process batch sizes, in sentences (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64],

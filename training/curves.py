@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the runs' --run-dir (default: %(default)s)")
     parser.add_argument("--metric", default="val_bpc",
                         help="history.csv column to plot (default: %(default)s)")
-    parser.add_argument("--title", default="", help="(default: the metric's name)")
-    parser.add_argument("--output", default="curves.png", help="(default: %(default)s)")
+    parser.add_argument("--title", default="",
+                        help="the plot's title (default: the metric's name)")
+    parser.add_argument("--output", default="curves.png",
+                        help="PNG to write (default: %(default)s)")
     args = parser.parse_args(argv)
     import matplotlib
 

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps back from the loss (default: %(default)s)")
     parser.add_argument("--windows", type=int, default=64,
                         help="text windows averaged over (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the text windows' random starts (default: %(default)s)")
     parser.add_argument("--output", default="gradient-decay.png",
                         help="PNG to write, and its figures as the same name .json "
                              "(default: %(default)s)")
