@@ -42,6 +42,7 @@ import_tensorflow(initialize=False)  # quietly, before anything else imports it;
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.op_profile import op_times  # noqa: E402
 from model.contract import (  # noqa: E402
     DECODE_STEPS,
     MAX_LENGTH,
@@ -184,6 +185,22 @@ def measure(signature, sources: list[str], batch_size: int, options: Mapping,
     return result
 
 
+def traced_step(signature, sources: list[str], options: Mapping, logdir: Path,
+                shown: int = 12) -> dict[str, float]:
+    """Decodes one batch under the profiler; prints and returns the milliseconds per
+    decoder step of each op type (the encoder's share included), largest first."""
+    out = {}
+    seconds = op_times(lambda: out.update(translate(signature, sources, options)), logdir)
+    steps = int(out[DECODE_STEPS])
+    per_step = {op: round(s * 1000 / steps, 4) for op, s in seconds.most_common()}
+    total = sum(per_step.values())
+    print(f"  where a step of batch {len(sources)} goes ({total:.2f} ms of op time a step, "
+          f"trace in {logdir}):")
+    for op, ms in list(per_step.items())[:shown]:
+        print(f"    {op:28s} {ms:8.3f} ms  {ms / total:6.1%}")
+    return per_step
+
+
 def decode_options(metadata: Mapping, beam_width: int, length_penalty: float,
                    max_length: int = 0, max_length_ratio: float = -1.0) -> dict:
     """The options a server gives a request that sets these (0 and -1: the export's
@@ -242,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="one source sentence per line (default: the export's source "
                              "language from the Bible test books)")
     parser.add_argument("--output", default="", help="also write the figures as JSON here")
+    parser.add_argument("--trace", default="",
+                        help="after each batch size, trace one batch with TensorFlow's "
+                             "profiler into TRACE/batch-N (open with TensorBoard) and print "
+                             "where a decoder step's time goes by op type; best with "
+                             "--inter-op-threads 1, whose op times add up (default: off)")
     add_thread_arguments(parser)
     args = parser.parse_args(argv)
     start_tensorflow(args)
@@ -281,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{line} (p50 batch latency {result['batch_latency_p50_ms']} ms; first pass, "
               f"compilations included: {result['first_pass_seconds']:.1f} s against "
               f"{result['seconds']:.1f} s)")
+        if args.trace:
+            result["ms_per_step_by_op"] = traced_step(
+                signature, sources[:batch_size], options, Path(args.trace) / f"batch-{batch_size}")
     if shape is not None:
         peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
         print(f"matmul peak again: {peaks[1]:.1f} GFLOP/s")

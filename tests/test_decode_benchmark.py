@@ -56,9 +56,13 @@ def test_the_benchmark_reports_speed_against_a_measured_peak(tiny_export, tmp_pa
     output = tmp_path / "decode.json"
     assert decode.main([str(report.export_path), "--batch-sizes", "1", "4", "--sentences", "12",
                         "--source-file", str(sources), "--max-length", "6",
-                        "--max-length-ratio", "0", "--output", str(output)]) == 0
+                        "--max-length-ratio", "0", "--output", str(output),
+                        "--trace", str(tmp_path / "trace")]) == 0
     printed = capsys.readouterr().out
     assert "matmul peak" in printed and "GFLOP/s" in printed
+    assert "where a step of batch 4 goes" in printed
+    assert list((tmp_path / "trace" / "batch-4").glob("plugins/profile/*/*.xplane.pb")), \
+        "no trace for TensorBoard"
     figures = json.loads(output.read_text())
     assert figures["options"]["max_length"] == 6
     assert min(figures["matmul_peak_gflops"]) > 0
@@ -66,6 +70,8 @@ def test_the_benchmark_reports_speed_against_a_measured_peak(tiny_export, tmp_pa
         assert result["sentences"] == 12
         assert 1 <= result["decoder_steps_per_batch"] <= 7, "at most max length + EOS"
         assert result["effective_gflops"] > 0 and result["share_of_peak"] > 0
+        by_op = result["ms_per_step_by_op"]  # the trace: the step's products among its ops
+        assert any("MatMul" in op for op in by_op) and all(ms >= 0 for ms in by_op.values())
 
 
 def test_a_benchmark_keeps_its_loaded_export_out_of_garbage_collection(tiny_export):
