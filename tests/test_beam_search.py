@@ -209,6 +209,37 @@ def test_ranking_each_hypothesis_best_tokens_finds_what_ranking_all_tokens_finds
             assert_same_hypotheses(hypotheses(beside, row), hypotheses(alone, row))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_nominating_from_log_probs_chooses_as_ranking_the_scored_tokens(seed):
+    """Each hypothesis nominates its k best tokens from its log-probabilities alone (its
+    score and penalty are the same for every token). Scored in float32, distinct
+    log-probabilities can round to equal scores: the nominees must still be exactly
+    those, and in the order, of a full ranking of the scored tokens (ties by token id),
+    whether the tie is among the k (the nominees reordered) or at the k-th place (the
+    step then ranks in full)."""
+    rng = np.random.default_rng(seed)
+    batch, beam, vocab, k = 8, 4, 300, 4
+    log_probs = -2.0 - rng.uniform(0.0, 1.0, (batch, beam, vocab))
+    # Each hypothesis' five best, 1e-5 to 2e-3 apart, at random tokens: a score of -700
+    # rounds the first three together (a tie among the k), -90000 all five (at the k-th).
+    tops = np.array([-1.0, -1.00001, -1.00002, -1.002, -1.004])
+    for b, h in itertools.product(range(batch), range(beam)):
+        log_probs[b, h, rng.choice(vocab, 5, replace=False)] = tops
+    scores = rng.choice([-3.0, -700.0, -700.0, -90000.0], (batch, beam, 1))
+    penalty = rng.uniform(1.0, 1.5, (batch, beam, 1))
+    log_probs, scores, penalty = (tf.constant(x, tf.float32) for x in (log_probs, scores,
+                                                                       penalty))
+    ranked, _ = tf.math.top_k((scores + log_probs) / penalty, k=k + 1)
+    tied_among_k = (ranked[..., 0] == ranked[..., 2]) & (ranked[..., k - 1] > ranked[..., k])
+    assert tf.reduce_any(tied_among_k), "no row with a tie among the k alone"
+    for rows in ([0], [0, 1], list(range(batch))):  # batches with and without doubt
+        part = [tf.gather(x, rows) for x in (log_probs, penalty, scores)]
+        nominated = BeamSearch._nominated(*part, tf.constant(k),
+                                          tf.zeros([len(rows), beam, 1], tf.bool))
+        _, full = tf.math.top_k((part[2] + part[0]) / part[1], k=k)
+        np.testing.assert_array_equal(nominated.numpy(), full.numpy())
+
+
 @pytest.mark.parametrize(("beam", "steps"), [(1, 1), (4, 2)])
 def test_finished_hypotheses_stop_the_loop_early(beam, steps):
     """A model that (almost) always ends at once costs one step per live hypothesis
