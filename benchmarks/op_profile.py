@@ -5,7 +5,7 @@ profile plugin opens it: `tensorboard --logdir DIR`) and sums the duration of ev
 the executor ran, by op type (`_MklMatMul`, `LogSoftmax`, ...), from the trace's XSpace
 protobuf. With TensorFlow's default inter-op pool two ops may run at once and a kernel's
 time then includes waiting for a core: with one inter-op thread the times add up to the
-call's. An XLA-compiled function shows as its cluster's op, not per operation.
+call's.
 """
 
 from __future__ import annotations
