@@ -226,7 +226,7 @@ class BeamSearch:
         eos = tf.where(beams.finished, 0.0, log_probs[:, :, self.eos_id])[..., None]
         ids = tf.where(only_eos, forced_ids, ids)
         best = tf.where(only_eos, tf.where(place < 0, eos, NEG_INF), best)
-        return ids, best, (beams.log_probs[..., None] + best) / penalty
+        return ids, best, (scores + best) / penalty
 
     @staticmethod
     def _nominated(log_probs: tf.Tensor, penalty: tf.Tensor, scores: tf.Tensor, k: tf.Tensor,
