@@ -42,7 +42,8 @@ def test_two_workers_train_one_model_and_only_the_chief_exports(toy_corpus, tmp_
     logs = [tmp_path / f"worker-{index}.log" for index in range(2)]
     processes = [subprocess.Popen(
         [sys.executable, "-m", "training.run", "translate", "--train-file", str(toy_corpus),
-         "--model-name", "toy-mw", *TOY, "--epochs", "3", "--run-dir", str(runs),
+         "--model-name", "toy-mw", *TOY, "--epochs", "2", "--max-train-examples", "640",
+         "--run-dir", str(runs),
          "--export-base", str(exports), "--strategy", "multiworker", "--workers", workers,
          "--worker-index", str(index)],
         cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT) for index, log in

@@ -242,7 +242,8 @@ def test_a_bf16_projection_export_decodes_in_bfloat16_and_answers_as_the_float32
     run = shutil.copytree(Path(config["run_dir"]) / config["model_name"],
                           tmp_path / "runs" / config["model_name"])
     bf16_report = train(TASK, TranslateConfig(**{
-        **config, "bf16_projection": True, "epochs": 0, "run_dir": str(tmp_path / "runs"),
+        **config, "bf16_projection": True, "epochs": 0, "max_eval_examples": 4,
+        "run_dir": str(tmp_path / "runs"),
         "init_weights": str(run / "model.weights.h5"),
         "export_base": str(tmp_path / "exports")}))
     rows = [{"texts": t, "beam_width": 3, "length_penalty": 0.6, "max_length": 12,

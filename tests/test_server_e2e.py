@@ -256,8 +256,9 @@ def test_an_xla_export_is_served_with_the_plain_exports_answers(server, tiny_exp
     # A copy of the run (weights and vocabulary): the session's export stays untouched.
     run = shutil.copytree(Path(config["run_dir"]) / config["model_name"],
                           tmp_path / "runs" / config["model_name"])
+    # (its evaluation on 4 pairs: each batch shape of it would compile once more)
     train(TASK, TranslateConfig(**{**config, "xla_decode": True, "epochs": 0,
-                                   "run_dir": str(tmp_path / "runs"),
+                                   "max_eval_examples": 4, "run_dir": str(tmp_path / "runs"),
                                    "init_weights": str(run / "model.weights.h5"),
                                    "export_base": str(tmp_path / "exports")}))
     process = ServerProcess(tmp_path / "exports", "--poll-seconds", "0")

@@ -82,7 +82,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, toy_corpus):
     config = TranslateConfig(
         train_file=str(toy_corpus), model_name="resume", vocab_size=40, embedding_dim=16,
         units=16, dropout=0.0, max_source_tokens=16, max_target_tokens=20, batch_size=64,
-        epochs=2, patience=0, export_base=str(tmp_path / "exports"),
+        epochs=2, patience=0, max_train_examples=512, max_eval_examples=4,
+        export_base=str(tmp_path / "exports"),
         run_dir=str(tmp_path / "runs"))
     with pytest.raises(KeyboardInterrupt):
         train(TASK, config, extra_callbacks=(Crash(),))
@@ -106,6 +107,8 @@ def test_gpu_oriented_flags_train_and_export_on_cpu(tmp_path, toy_corpus, flag):
     config = TranslateConfig(
         train_file=str(toy_corpus), model_name=flag, vocab_size=40, embedding_dim=16,
         units=16, max_source_tokens=16, max_target_tokens=20, batch_size=64, epochs=1,
+        # few batches: XLA compiles the training step once per batch shape
+        max_train_examples=256, max_eval_examples=8,
         export_base=str(tmp_path / "exports"), run_dir=str(tmp_path / "runs"), **{flag: True})
     report = train(TASK, config)
     assert keras.mixed_precision.global_policy().name == "float32", "policy restored"
@@ -129,7 +132,7 @@ def test_the_history_counts_the_target_tokens_each_epoch_trained_on(tmp_path, to
     config = TranslateConfig(
         train_file=str(toy_corpus), model_name="tokens", vocab_size=40, embedding_dim=8,
         units=16, max_source_tokens=16, max_target_tokens=20, batch_size=64, epochs=2,
-        max_eval_examples=4, export_base=str(tmp_path / "exports"),
+        max_train_examples=512, max_eval_examples=4, export_base=str(tmp_path / "exports"),
         run_dir=str(tmp_path / "runs"))
     train(TASK, config)
     with open(tmp_path / "runs" / "tokens" / "history.csv") as file:
