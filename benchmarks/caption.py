@@ -6,10 +6,10 @@ Captions real held-out images (the emoji test split, as PNG bytes, as a client s
 them) with beam search and prints images/s:
   1. in-process: the export's `caption` signature called with batches of images;
   2. in-process through serving's step scheduler (`StepDecoder`, the export's `begin`
-     and `advance`), one thread, no gRPC: at each --concurrency that many images in
-     flight, each replaced by the next as soon as it is answered, calls as long as
-     the server's (at most --max-join-delay-ms); beside the signature at that batch,
-     what step scheduling itself costs, apart from gRPC, threads and clients;
+     and `advance`), no gRPC: at each --concurrency that many images in flight, each
+     replaced by the next as soon as it is answered (started on the thread that reads
+     the answers, beside the decoder's own loop); beside the signature at that batch,
+     what step scheduling itself costs, apart from gRPC, the event loop and clients;
   3. through `python -m serving` on loopback: closed-loop gRPC clients, one image per
      Caption request, at each --concurrency; right after each level the same export
      in-process at the batch the server can form (clients, at most its
@@ -47,7 +47,6 @@ from benchmarks.load import (  # noqa: E402
 from model.contract import CAPTION, IMAGES, MAX_LENGTH, METADATA_FILE  # noqa: E402
 from model.export import versions  # noqa: E402
 from protos.recur.v1 import recur_pb2  # noqa: E402
-from serving.batcher import BatchingConfig  # noqa: E402
 from serving.client import RecurClient  # noqa: E402
 from serving.config import LimitsConfig  # noqa: E402
 from serving.process import ServerProcess  # noqa: E402
@@ -77,10 +76,10 @@ def offline(signature, images: list[bytes], batch_size: int, beam_width: int,
 
 
 def stepped(saved_model, images: list[bytes], in_flight: int, total: int, beam_width: int,
-            max_length: int, join_delay_seconds: float) -> dict:
-    """`total` images through a `StepDecoder` on the export, `in_flight` at a time: after
-    each call the answered ones are replaced by as many new ones (started and joined at
-    once), after an untimed warm-up round."""
+            max_length: int) -> dict:
+    """`total` images through a `StepDecoder` on the export, `in_flight` at a time: the
+    answered ones in each batch of news are replaced by as many new ones (started and
+    joined at once), after an untimed warm-up round."""
     decoder = StepDecoder("", saved_model, CAPTION.begin)
 
     def start(first: int, count: int) -> None:
@@ -91,21 +90,22 @@ def stepped(saved_model, images: list[bytes], in_flight: int, total: int, beam_w
 
     def run(count: int) -> tuple[float, int, int]:
         start(0, min(in_flight, count))
-        sent, calls, answered = min(in_flight, count), 0, 0
+        sent, news, answered = min(in_flight, count), 0, 0
         started = time.perf_counter()
         while decoder.rows:
-            finished, _ = decoder.step(join_delay_seconds)
-            calls += 1
+            finished, _ = decoder.step()
+            news += 1
             answered += len(finished)
             if finished and sent < count:
                 more = min(len(finished), count - sent)
                 start(sent, more)
                 sent += more
-        return time.perf_counter() - started, calls, answered
+        return time.perf_counter() - started, news, answered
 
     run(in_flight)
-    seconds, calls, answered = run(total)
-    return {"in_flight": in_flight, "images": answered, "calls": calls,
+    seconds, news, answered = run(total)
+    decoder.close()
+    return {"in_flight": in_flight, "images": answered, "news": news,
             "images_per_second": round(answered / seconds, 1), "seconds": round(seconds, 2)}
 
 
@@ -148,10 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's --max-batch-size (default: %(default)s)")
     parser.add_argument("--scheduling", default="step", choices=["step", "request"],
                         help="the server's --scheduling (default: %(default)s)")
-    parser.add_argument("--max-join-delay-ms", type=float,
-                        default=BatchingConfig.max_join_delay_ms,
-                        help="the server's --max-join-delay-ms, and the in-process step "
-                             "scheduler's (default: %(default)s)")
     parser.add_argument("--output", default="bench-caption", help="writes OUTPUT.json")
     add_thread_arguments(parser)
     args = parser.parse_args(argv)
@@ -175,24 +171,23 @@ def main(argv: list[str] | None = None) -> int:
         results["offline"].append(row)
         print(f"{batch_size:>8} {row['images_per_second']:>10}")
 
-    print("\nin-process, step scheduler (no gRPC, one thread)\n"
-          f"{'images':>8} {'images/s':>10} {'calls':>8} {'signature':>10} {'ratio':>6}")
+    print("\nin-process, step scheduler (no gRPC)\n"
+          f"{'images':>8} {'images/s':>10} {'news':>8} {'signature':>10} {'ratio':>6}")
     for in_flight in args.concurrency:
         n = min(in_flight, args.max_batch_size)
         row = stepped(saved_model, images, n, max(args.min_requests, n * 8), args.beam_width,
-                      max_length, args.max_join_delay_ms / 1000)
+                      max_length)
         row["signature_images_per_second"] = offline(
             signature, images, n, args.beam_width, max_length)["images_per_second"]
         row["stepped_over_signature"] = round(
             row["images_per_second"] / row["signature_images_per_second"], 3)
         results["stepped"].append(row)
-        print(f"{n:>8} {row['images_per_second']:>10} {row['calls']:>8} "
+        print(f"{n:>8} {row['images_per_second']:>10} {row['news']:>8} "
               f"{row['signature_images_per_second']:>10} {row['stepped_over_signature']:>6}")
 
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0",
                            "--max-batch-size", str(args.max_batch_size),
-                           "--scheduling", args.scheduling,
-                           "--max-join-delay-ms", str(args.max_join_delay_ms), *threads)
+                           "--scheduling", args.scheduling, *threads)
     server.wait_until_serving()
     print(f"\nserver ({args.scheduling} scheduling), one image per request")
     try:

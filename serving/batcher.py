@@ -15,16 +15,14 @@ Requests queue with a key (their decode options). Two scheduling policies:
   When more are waiting than fit, those closest in input length to the oldest
   go with it, so that padding stays small.
 - step (continuous batching, decoders only): a `StepDecoder` keeps a running
-  decode; between its calls (each of the steps `serving/call_length.py` chooses from
-  what it measures, in at most `max_join_delay_ms`) queued inputs join it
+  decode in a graph loop of its own; before each of its steps started inputs join it
   (up to `max_batch_size` inputs in all, oldest first, any options) and ended inputs
-  leave with their answer, so a short request never waits behind a long one for
-  longer than that. A request cancelled or past its deadline mid-decode leaves after
-  the call. Queued inputs are started (encoded) on a start thread while a decode
-  thread steps, all those queued in one call, and join between
-  two calls; the decode thread never waits for the event loop. Since they cannot
-  join before the running call ends, they start shortly before it is expected to
-  (`_start_at`): those arriving meanwhile start with them, in one call.
+  leave with their answer, so a short request never waits behind a long one. A
+  request cancelled or past its deadline mid-decode leaves before the next step.
+  Queued inputs are started (encoded) on a start thread, all those queued in one
+  call, while the decode runs; those arriving during a start start together next.
+  A decode thread reads the decoder's news (ended inputs, streams' progress) and
+  posts it to the event loop; it never waits for the event loop.
 
 The model always runs on worker threads, so the asyncio loop (health checks,
 other RPCs) never blocks on it. A request whose client cancelled or whose
@@ -58,7 +56,6 @@ import concurrent.futures
 import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -67,7 +64,7 @@ from typing import Any
 from model.config import option
 from serving import metrics
 from serving.moving_average import MovingAverage
-from serving.step_decoder import Started, StepDecoder
+from serving.step_decoder import StepDecoder
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +85,6 @@ SCHEDULING = ("step", "request")
 # reserve was not enough there. Step scheduling, whose estimate follows the slots
 # freed, answered every admitted request in time with a fifth.
 ADMISSION_MARGIN = {"step": 0.2, "request": 0.35}
-# Step scheduling: queued inputs start this many times a start's measured time, and
-# START_MARGIN_SECONDS more, before the running call is expected to end.
-START_LEAD = 1.5
-START_MARGIN_SECONDS = 0.003
 # Request scheduling answers a batch's requests this many at a time, letting the requests
 # that arrived meanwhile in between: answering 64 at once held the event loop for 15-22
 # ms, and every refusal due then waited as long.
@@ -111,11 +104,11 @@ class BatchingConfig:
                                           "a batch's answers the next waits for as many "
                                           "requests (its clients, coming back); step "
                                           "scheduling starts at once, others join later")
-    max_join_delay_ms: float = option(100.0, "step scheduling: longest a running decode "
-                                             "goes on before new requests may join and "
-                                             "ended ones are answered; within it, each "
-                                             "model call takes about the square root of "
-                                             "an input's decode length in steps")
+    stream_interval_ms: float = option(20.0, "step scheduling: how often at most a "
+                                             "stream hears its new text (and once after "
+                                             "its first decoding steps); shorter sends "
+                                             "more, smaller chunks, at a cost in "
+                                             "throughput")
     max_queue_size: int = option(1024, "most inputs waiting per model; beyond it requests "
                                        "fail fast with RESOURCE_EXHAUSTED")
 
@@ -179,7 +172,6 @@ class Batcher:
         self._decoder = decoder if config.scheduling == "step" else None
         self._margin = ADMISSION_MARGIN[config.scheduling]
         self._decoding: dict[_Pending, list] = {}  # step mode: parts decoding -> results
-        self._wake = threading.Event()  # step mode: the decode thread has news
         self._pending: collections.deque[_Pending] = collections.deque()
         self._arrived = asyncio.Event()
         self._last_arrival = -math.inf  # time.monotonic() of the latest request
@@ -191,11 +183,6 @@ class Batcher:
         # step mode: starts queued inputs while the decode thread steps; one at a time
         self._starter = concurrent.futures.ThreadPoolExecutor(1, f"start-{model}")
         self._starting = False
-        self._start_timer: asyncio.TimerHandle | None = None  # a start put off (`_start_at`)
-        # step mode: handed from the event loop to the decode thread
-        self._inbox_lock = threading.Lock()
-        self._inbox_started: list[tuple[list[_Pending], Started]] = []
-        self._inbox_leaving: set[_Pending] = set()
         self._task: asyncio.Task | None = None
         self._closing = False  # no new requests
         self._stopped = False  # the loop ends
@@ -227,7 +214,8 @@ class Batcher:
                   "and the model is reloaded", self.model, exc_info=task.exception())
         metrics.BATCHER_FAILURES.labels(self.model).inc()
         self.failed = self._closing = self._stopped = True
-        self._wake.set()  # the decode thread ends
+        if self._decoder:
+            self._decoder.close()  # the decode thread ends
         error = BatcherClosed(f"model {self.model!r} stopped on an internal error and is "
                               "reloading")
         for item in [*self._pending, *self._decoding]:
@@ -249,9 +237,8 @@ class Batcher:
                 await asyncio.sleep(0.01)
         self._stopped = True
         self._arrived.set()
-        self._wake.set()
-        if self._start_timer:
-            self._start_timer.cancel()
+        if self._decoder:
+            self._decoder.close()  # the decode thread ends
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
         for item in [*self._pending, *self._decoding]:
@@ -490,16 +477,16 @@ class Batcher:
         self._answered, self._since_answer = (time.monotonic(), len(batch)), 0
 
     async def _step_loop(self) -> None:
-        """Step scheduling on the event loop: admits queued parts into starts, hands
-        started ones and leaving ones to the decode thread, and answers what it finished.
-        Wakes on news, and every 50 ms while requests wait or decode (deadlines)."""
+        """Step scheduling on the event loop: admits queued parts into starts, tells the
+        decoder which inputs left, and answers what it finished. Wakes on news, and
+        every 50 ms while requests wait or decode (deadlines)."""
         loop = asyncio.get_running_loop()
         decoding = loop.run_in_executor(self._executor, self._decode_forever, loop)
         while not self._stopped:
             self._prune(time.monotonic())
             leaving = self._leaving(time.monotonic())
             if leaving:
-                self._hand_over(leaving=leaving)
+                self._decoder.leave(leaving)
             self._start()
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -507,55 +494,19 @@ class Batcher:
                                        0.05 if self._pending or self._decoding else None)
         await decoding
 
-    def _hand_over(self, started: tuple[list[_Pending], Started] | None = None,
-                   leaving: set[_Pending] = frozenset()) -> None:
-        """Gives the decode thread inputs to join and to drop; it takes them after its
-        current step."""
-        with self._inbox_lock:
-            if started:
-                self._inbox_started.append(started)
-            self._inbox_leaving |= leaving
-        self._wake.set()
-
     def _decode_forever(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The decode thread: steps the running decode for as long as it has inputs,
-        joining and dropping those handed over between steps, and posts each step's
+        """The decode thread: waits for the decoder's news and posts each batch of
         finished inputs and progress to the event loop without waiting for it."""
-        budget = self.config.max_join_delay_ms / 1000
         while not self._stopped:
-            with self._inbox_lock:
-                started, self._inbox_started = self._inbox_started, []
-                leaving, self._inbox_leaving = self._inbox_leaving, set()
-                self._wake.clear()
             try:
-                for _, group in started:
-                    self._decoder.join(group)
-                self._decoder.leave(leaving)  # after joining: parts may leave while starting
-                if not self._decoder.rows:
-                    # `_stopped` is read after `_wake` was cleared above: a close that set
-                    # both before the clear is seen here, one after it leaves `_wake` set.
-                    # (Reading it only at the loop's head lost such a wake and hung the
-                    # drain.)
-                    if not self._stopped:
-                        self._wake.wait()
-                    continue
-                # Inputs starting meanwhile join after this call: at most the budget
-                # (`max_join_delay_ms`) later. Calls of several steps, not one per
-                # arrival, are what keeps the per-call cost small under steady traffic.
-                # A stream that just joined gets its first chunk after one step.
-                one_step = any(item.on_progress for items, _ in started for item in items)
-                stepped = time.monotonic()
-                finished, progress = self._decoder.step(0.0 if one_step else budget)
+                finished, progress = self._decoder.step()
             except Exception as error:  # the model failed: every decoding request hears it
-                # (joining too: were this thread to end, they would wait forever)
                 log.exception("decoding step failed on model %s", self.model)
                 self._decoder.reset()
                 loop.call_soon_threadsafe(self._fail_decoding, error)
                 continue
-            ended = time.monotonic()
-            metrics.INFERENCE_SECONDS.labels(self.model).observe(ended - stepped)
-            if finished or progress:
-                loop.call_soon_threadsafe(self._answer, finished, progress)
+            # even with nothing to answer: the news may be that a started group joined
+            loop.call_soon_threadsafe(self._answer, finished, progress)
 
     def _answer(self, finished: list, progress: list) -> None:
         """On the event loop: delivers a step's progress and finished inputs."""
@@ -578,28 +529,22 @@ class Batcher:
                 self._served.append(now - item.started)
                 if not item.future.done():
                     item.future.set_result(results)
-        if finished:
-            self._start()  # room for queued parts
+        self._start()  # room for queued parts, or a start no longer waiting
 
     def _fail_decoding(self, error: Exception) -> None:
-        """On the event loop, after a failed step: every decoding request hears it."""
+        """On the event loop, after a failed step: every decoding request hears it (those
+        still starting leave as soon as they join)."""
         for item in self._decoding:
             if not item.future.done():
                 item.future.set_exception(error)
-        self._hand_over(leaving=set(self._decoding))  # those still starting never join
         self._decoding.clear()
         self._start()
 
     def _start(self) -> None:
         """On the event loop: starts the oldest queued parts that fit in the running decode
-        on the start thread, unless a start is running (parts queued meanwhile start
-        together, next) or is better put off (`_start_at`)."""
-        if self._starting or self._stopped:
-            return
-        at = self._start_at()
-        if at is not None:
-            if self._start_timer is None:
-                self._start_timer = asyncio.get_running_loop().call_at(at, self._start_when_due)
+        on the start thread, unless a start is running or a started group still waits to
+        join (parts queued meanwhile start together, next)."""
+        if self._starting or self._stopped or self._decoder.joining:
             return
         joining = self._take_joining()
         if not joining:
@@ -609,39 +554,25 @@ class Batcher:
             self._starter, self._decoder.start, [(item, item.inputs) for item in joining])
         future.add_done_callback(lambda done: self._on_started(joining, done))
 
-    def _start_at(self) -> float | None:
-        """When to start the queued parts, if later than now: queued inputs join the
-        running decode when its call ends, so starting them shortly before that loses
-        nothing, and those arriving meanwhile start with them: one `begin` call instead
-        of one per arrival, each with a fixed cost and each slowing the call running
-        beside it (quick translator, 64 closed-loop clients: starts of 6.3 inputs
-        instead of 3.7, 7 % more sentences/s; 16 clients 6-13 %). At once while the
-        decode is idle or before the decoder has timed its calls and starts."""
-        ends, start_seconds = self._decoder.call_ends, self._decoder.start_seconds
-        if not self._pending or ends is None or start_seconds is None:
-            return None
-        at = ends - START_LEAD * start_seconds - START_MARGIN_SECONDS
-        return at if at > time.monotonic() else None
-
-    def _start_when_due(self) -> None:
-        self._start_timer = None
-        self._start()
-
     def _on_started(self, joining: list[_Pending], done: asyncio.Future) -> None:
         self._starting = False
-        if done.cancelled() or done.exception() is not None:
+        error = (BatcherClosed("stopped") if done.cancelled() else done.exception())
+        if error is None and not self._stopped:
+            try:
+                self._decoder.join(done.result())
+                # parts that left while they were starting join only to be dropped
+                self._decoder.leave({item for item in joining if item not in self._decoding})
+            except Exception as join_error:
+                error = join_error
+        if error is not None:
             # those inputs fail (an image that passed the checks yet broke the encoder);
             # the running decode goes on
-            error = BatcherClosed("stopped") if done.cancelled() else done.exception()
             log.error("starting %d inputs failed on model %s", len(joining), self.model,
                       exc_info=None if done.cancelled() else error)
             for item in joining:
                 self._decoding.pop(item, None)
                 if not item.future.done():
                     item.future.set_exception(error)
-        else:  # parts that left while they were starting join only to be dropped
-            self._hand_over((joining, done.result()),
-                            {item for item in joining if item not in self._decoding})
         self._start()
 
     def _leaving(self, now: float) -> set[_Pending]:

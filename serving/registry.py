@@ -201,7 +201,8 @@ class ModelRegistry:
             if task.contract.begin is None:  # not a decoder: nothing to step
                 batching = dataclasses.replace(batching, scheduling="request")
             elif has_step_functions(loaded):
-                decoder = StepDecoder(name, loaded, task.contract.begin)
+                decoder = StepDecoder(name, loaded, task.contract.begin,
+                                      batching.stream_interval_ms / 1000)
             else:
                 log.warning("%s has no step functions (begin/advance): it is served with "
                             "request scheduling; re-export it for step scheduling", path)

@@ -302,15 +302,17 @@ def test_a_large_batch_is_answered_in_bursts_that_let_arriving_requests_in():
 
 class Stepper:
     """A step decoder whose input "xN" ends after N steps; records the inputs of each step.
-    It times neither its calls nor its starts (so the batcher starts inputs at once)."""
+    Like the real one, it steps on by itself: `join` and `leave` come from the event loop
+    while `step` (on the decode thread) runs a step and returns its news. Its started
+    inputs join at once: none waits to join."""
 
-    call_ends = None
-    start_seconds = None
+    joining = 0
 
     def __init__(self, step_seconds: float = 0.002):
         self.step_seconds = step_seconds
         self.running: dict[tuple, list] = {}  # (ticket, index) -> [steps left, text]
         self.steps: list[list[str]] = []
+        self.lock = threading.Lock()
 
     @property
     def rows(self) -> int:
@@ -321,28 +323,37 @@ class Stepper:
                 for index, text in enumerate(texts)]
 
     def join(self, started):
-        for ticket, index, text in started:
-            self.running[(ticket, index)] = [int(text[1:]), text]
+        with self.lock:
+            for ticket, index, text in started:
+                self.running[(ticket, index)] = [int(text[1:]), text]
 
     def leave(self, tickets):
-        self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
+        with self.lock:
+            self.running = {k: v for k, v in self.running.items() if k[0] not in tickets}
 
-    def step(self, max_seconds=0.0):
+    def step(self):
         """Each running input reports how many steps it has left, as its progress."""
         time.sleep(self.step_seconds)
-        self.steps.append(sorted(text for _, text in self.running.values()))
-        finished, progress = [], []
-        for (ticket, index), entry in list(self.running.items()):
-            entry[0] -= 1
-            if entry[0] == 0:
-                del self.running[(ticket, index)]
-                finished.append((ticket, index, f"{entry[1]} done"))
-            else:
-                progress.append((ticket, index, f"{entry[0]} left"))
-        return finished, progress
+        with self.lock:
+            if not self.running:
+                return [], []
+            self.steps.append(sorted(text for _, text in self.running.values()))
+            finished, progress = [], []
+            for (ticket, index), entry in list(self.running.items()):
+                entry[0] -= 1
+                if entry[0] == 0:
+                    del self.running[(ticket, index)]
+                    finished.append((ticket, index, f"{entry[1]} done"))
+                else:
+                    progress.append((ticket, index, f"{entry[0]} left"))
+            return finished, progress
 
     def reset(self):
-        self.running.clear()
+        with self.lock:
+            self.running.clear()
+
+    def close(self):
+        pass
 
 
 async def stepping(decoder: Stepper, **config) -> Batcher:
@@ -442,10 +453,10 @@ def test_a_failing_step_fails_the_decoding_requests_and_the_batcher_goes_on(fail
     """Also when joining fails (concatenating a started input to the running decode):
     the decode thread must not die with requests left waiting forever."""
     class Exploding(Stepper):
-        def step(self, max_seconds=0.0):
+        def step(self):
             if any(text == "x666" for _, text in self.running.values()):
                 raise ValueError("model exploded")
-            return super().step(max_seconds)
+            return super().step()
 
         def join(self, started):
             if fails_in == "join" and any(text == "x667" for *_, text in started):
@@ -492,44 +503,38 @@ def test_inputs_start_while_the_decode_steps_and_a_failed_start_fails_only_its_o
     assert steps_while_starting >= 10, "the decode paused while an input started"
 
 
-def test_inputs_arriving_during_a_call_start_together_in_time_for_the_next():
-    """They cannot join before the running call ends: started shortly before its
-    expected end, as the real decoder reports it, they make one start call between
-    them, and still join the very next call."""
-    class Timed(Stepper):
-        start_seconds = 0.001
-
+def test_inputs_arriving_during_a_start_start_together_and_join_the_running_decode():
+    """One start at a time: those queued while one runs make one start call between
+    them, and join the running decode without waiting for it to end."""
+    class Slow(Stepper):
         def __init__(self):
-            super().__init__(step_seconds=0.2)
+            super().__init__()
             self.starts: list[list[str]] = []
 
         def start(self, entries):
             self.starts.append([text for _, texts in entries for text in texts])
+            time.sleep(0.1)
             return super().start(entries)
 
-        def step(self, max_seconds=0.0):
-            self.call_ends = time.monotonic() + self.step_seconds
-            try:
-                return super().step(max_seconds)
-            finally:
-                self.call_ends = None
-
     async def main():
-        decoder = Timed()
+        decoder = Slow()
         batcher = await stepping(decoder)
-        long = asyncio.ensure_future(batcher.submit("k", ["x4"]))
+        long = asyncio.ensure_future(batcher.submit("k", ["x200"]))
         arrivals = []
-        for text in ("x1", "x2", "x3"):  # 50, 70 and 90 ms into the first call
-            await asyncio.sleep(0.05 if not arrivals else 0.02)
+        for text in ("x1", "x2", "x3"):  # 20, 40 and 60 ms into the first start
+            await asyncio.sleep(0.02)
             arrivals.append(asyncio.ensure_future(batcher.submit("k", [text])))
-        results = await asyncio.gather(long, *arrivals)
+        results = await asyncio.gather(*arrivals)
+        long_done = long.done()
+        await long
         await batcher.close()
-        return decoder, results
+        return decoder, results, long_done
 
-    decoder, results = run(main())
-    assert results == [["x4 done"], ["x1 done"], ["x2 done"], ["x3 done"]]
-    assert decoder.starts == [["x4"], ["x1", "x2", "x3"]], "one start for the three"
-    assert decoder.steps[:2] == [["x4"], ["x1", "x2", "x3", "x4"]], "they joined the next call"
+    decoder, results, long_done = run(main())
+    assert results == [["x1 done"], ["x2 done"], ["x3 done"]]
+    assert decoder.starts == [["x200"], ["x1", "x2", "x3"]], "one start for the three"
+    assert ["x1", "x2", "x200", "x3"] in decoder.steps, "they joined the running decode"
+    assert not long_done
 
 
 def test_request_batches_group_inputs_of_similar_length():
