@@ -237,8 +237,8 @@ class Batcher:
                 await asyncio.sleep(0.01)
         self._stopped = True
         self._arrived.set()
-        if self._decoder:
-            self._decoder.close()  # the decode thread ends
+        if self._decoder:  # the decode thread ends (closing waits for the running calls)
+            await asyncio.to_thread(self._decoder.close)
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
         for item in [*self._pending, *self._decoding]:
@@ -537,6 +537,8 @@ class Batcher:
         for item in self._decoding:
             if not item.future.done():
                 item.future.set_exception(error)
+        # those that joined a new decode since it failed leave it
+        self._decoder.leave(set(self._decoding))
         self._decoding.clear()
         self._start()
 

@@ -22,13 +22,18 @@ QUEUE_WAIT_SECONDS = Histogram("recur_queue_wait_seconds",
                                "Time a request waited in the batcher before inference",
                                ["model"], buckets=LATENCY_BUCKETS)
 INFERENCE_SECONDS = Histogram("recur_inference_duration_seconds",
-                              "Time spent running one batch through the model",
+                              "Time spent running one batch through the model (step "
+                              "scheduling: stepping a running decode between two pieces "
+                              "of its news: inputs that ended, streams' progress)",
                               ["model"], buckets=LATENCY_BUCKETS)
-BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through the model",
+BATCH_SIZE = Histogram("recur_batch_size", "Inputs (texts) per batch run through the model "
+                       "(step scheduling: rows of a running decode at each piece of its "
+                       "news, ended ones not yet dropped included)",
                        ["model"], buckets=BATCH_BUCKETS)
 PADDING_RATIO = Histogram("recur_padding_ratio",
                           "Share of source positions that are padding in each model call "
-                          "(a request-level batch, or one step of a step-level decode)",
+                          "(a request-level batch, or the inputs decoding at each piece "
+                          "of a step-level decode's news)",
                           ["model"], buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0))
 DECODE_STEPS = Histogram("recur_decode_steps",
                          "Decoder steps per request-level batch (until its longest input "

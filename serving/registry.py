@@ -231,7 +231,11 @@ class ModelRegistry:
         and TensorFlow's first runs (recording no metrics: it is not traffic)."""
         runner.run(rows)
         if decoder:
-            decoder.warm_up(rows)
+            try:
+                decoder.warm_up(rows)
+            except BaseException:
+                decoder.close()  # its lanes' threads would wait for inputs forever
+                raise
 
     def _batcher_failed(self, name: str, version: int) -> None:
         """The batcher of `name` `version` stopped on an error: health NOT_SERVING until

@@ -29,11 +29,11 @@ thread, beside the lanes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -147,10 +147,11 @@ class StepDecoder:
         self._lanes: dict[tuple, _Lane] = {}
         self._rows: dict[int, _Row] = {}  # id -> input, while it decodes
         self._ids = itertools.count()
-        self._lock = threading.Lock()  # `_rows`, `_lanes` and `_failure`
-        self._failure: Exception | None = None  # a lane's error, for `step` to raise
+        self._lock = threading.Lock()  # `_rows`, `_lanes` and `_failures`
+        self._failures: list[Exception] = []  # lanes' errors, for `step` to raise
+        self._failed: Exception | None = None  # read with other news: raised next
 
-    @contextmanager
+    @contextlib.contextmanager
     def unrecorded(self) -> Iterator[None]:
         """Records no metrics meanwhile (warm-up is not traffic)."""
         label, self.model = self.model, ""
@@ -161,9 +162,8 @@ class StepDecoder:
 
     def warm_up(self, rows: Sequence[Row]) -> None:
         """Decodes `rows` (one request's inputs) alone, twice, recording no metrics:
-        TensorFlow traces the lane's loop at its first call and optimises a function's
-        graph at its first calls (without it a char LM's second decode took 121 ms where
-        the third took 9)."""
+        TensorFlow optimises a function's graph at its first calls (without it a char
+        LM's second decode took 121 ms where the third took 9)."""
         with self.unrecorded():
             for _ in range(2):
                 self.join(self.start([("warm-up", rows)]))
@@ -228,6 +228,9 @@ class StepDecoder:
         """Waits for news of the running decodes: returns the inputs that ended since
         and, for exports that stream, every other input's settled output so far. Raises
         the error a decode failed with; returns nothing once closed."""
+        if self._failed is not None:
+            failure, self._failed = self._failed, None
+            raise failure
         try:
             news = [self._news.dequeue()]
             news += [self._news.dequeue() for _ in range(int(self._news.size()))]
@@ -236,9 +239,17 @@ class StepDecoder:
         finished: list[Finished] = []
         progress: dict[tuple[Hashable, int], str] = {}
         for item in news:
+            if item[0].shape[0] and int(item[0][0]) == FAILED:
+                with self._lock:  # none left: a lane that `reset` stopped anyway
+                    failure = self._failures.pop(0) if self._failures else None
+                self._failed = self._failed or failure
+                continue
             more, partial = self._read(item)
             finished += more
             progress.update(partial)
+        if self._failed is not None and not finished:
+            failure, self._failed = self._failed, None
+            raise failure  # else next time: the inputs that ended first are answered
         return finished, [(*key, text) for key, text in progress.items()]
 
     def _read(self, news: list[tf.Tensor]
@@ -246,10 +257,6 @@ class StepDecoder:
         """One piece of news: the inputs that ended, the others' progress."""
         ended, rows, seconds, *answers = news
         ended = ended.numpy()
-        if len(ended) and ended[0] == FAILED:
-            with self._lock:
-                failure, self._failure = self._failure, None
-            raise failure
         if self.model and seconds > 0:  # not the news of a group taken
             with self._lock:
                 lane = [row.source_tokens for row in self._rows.values()]
@@ -284,6 +291,8 @@ class StepDecoder:
         with self._lock:
             lanes, self._lanes = list(self._lanes.values()), {}
             self._rows.clear()
+            self._failures.clear()
+        self._failed = None
         self._close_lanes(lanes)
 
     def close(self) -> None:
@@ -318,11 +327,13 @@ class StepDecoder:
                 return
             log.error("the running decode %s failed", lane.name)
             with self._lock:
-                self._failure = error
+                self._failures.append(error)
                 self._lanes = {k: v for k, v in self._lanes.items() if v is not lane}
             lane.closed = True
-            self._news.enqueue([tf.constant([FAILED], tf.int64),
-                                *(tf.zeros([0], dtype) for dtype in self._news_types[1:])])
+            with contextlib.suppress(tf.errors.CancelledError):  # closed meanwhile
+                self._news.enqueue([
+                    tf.constant([FAILED], tf.int64),
+                    *(tf.zeros([0], dtype) for dtype in self._news_types[1:])])
 
     def _run(self, joins: tf.Tensor, leaves: tf.Tensor, news: tf.Tensor, empty: Beams
              ) -> tf.Tensor:
@@ -335,47 +346,71 @@ class StepDecoder:
         stays in the batch, frozen, until the next regrouping: when a started group
         waits, an input left, or half the rows have ended (each regrouping copies every
         row's state: about 2 ms at 64 quick translations, a quarter of their step, and
-        one of them ends at most steps).
+        one of them ends at most steps). `gone`: ids that left before they joined.
 
         Calls take `STEPS_PER_CALL` steps: a call's own ops (its loop's set-up,
         finalizing the ended rows) made one-step calls cost 1.16 ms a step of 16
         captions against 0.86 in one long call, and a lone input's caption 8.4 ms
-        against 6.5 with two steps a call; an input that arrives meanwhile waits for
-        one step at most. A lone input takes `LONE_STEPS` a call (nobody shares its
-        calls): a lone quick translation 15.5 / 17.6 / 18.3 sentences/s at 2 / 8 / 32.
+        against 6.5 with two steps a call; an input ready to join waits for the
+        running call: a step at most (7 behind a lone input). A lone input takes
+        `LONE_STEPS` a call (nobody shares its calls): a lone quick translation 15.5 /
+        17.6 / 18.3 sentences/s at 2 / 8 / 32.
 
         Streams hear their progress after the first call of an input that joined, then
         every `stream_seconds` at most (`spoke`: when they last did): news after every
         call, each a gRPC message per stream, served a lone char LM stream 1,343
         characters/s where calls of 100 ms had served 2,430.
         """
-        def regroup(beams, ids, ended, spoke):
-            """Drops the rows that ended or left, then appends the next started group if
-            there is one (waits for one if no row is left) and tells `news` so."""
-            def stay() -> tf.Tensor:
-                (gone,) = tf.raw_ops.QueueDequeueV2(handle=leaves, component_types=[tf.int64])
-                return tf.logical_not(tf.reduce_any(tf.equal(ids[:, None], gone), axis=1))
+        vector = tf.TensorShape([None])
+        scalar = tf.TensorShape([])
+        invariants = (tf.nest.map_structure(_unknown_shape, self._spec), vector, vector,
+                      scalar, scalar, vector)
 
-            keep = tf.logical_not(ended) & tf.cond(
-                tf.raw_ops.QueueSizeV2(handle=leaves) > 0, stay,
-                lambda: tf.ones_like(ended))
-            rows = tf.where(keep)[:, 0]
+        def regroup(beams, ids, ended, spoke, gone):
+            """Drops the rows that ended, takes every started group waiting (waits for
+            one if no row is left; an empty batch keeps no width of its own), then drops
+            the rows that left, and tells `news` if it took a group. Ids that left
+            before their group was taken (`_on_started` joins and leaves at once) wait
+            in `gone` for it."""
+            rows = tf.where(tf.logical_not(ended))[:, 0]
             beams, ids = select_rows(beams, rows), tf.gather(ids, rows)
+            before = tf.size(ids)
 
-            def take():
+            def take(beams, ids):
                 element = tf.raw_ops.QueueDequeueV2(handle=joins,
                                                     component_types=self._join_types)
-                group = tf.nest.pack_sequence_as(self._spec, element[1:])
-                taken = tf.raw_ops.QueueEnqueueV2(handle=news, components=[
-                    tf.zeros([0], tf.int64), tf.size(ids), tf.constant(0.0, tf.float64),
-                    *(tf.zeros([0], dtype) for dtype in self._news_types[3:])])
-                with tf.control_dependencies([taken]):  # the batcher may start the next
-                    return concat_rows([beams, group]), tf.concat([ids, element[0]], 0)
+                group = tf.nest.map_structure(  # a queue's elements have no known rank
+                    lambda t, spec: tf.ensure_shape(t, _unknown_shape(spec)),
+                    tf.nest.pack_sequence_as(self._spec, element[1:]), self._spec)
+                beams = tf.cond(tf.size(ids) == 0, lambda: group,
+                                lambda: concat_rows([beams, group]))
+                return beams, tf.concat([ids, tf.ensure_shape(element[0], [None])], 0)
 
-            joining = (tf.size(ids) == 0) | (tf.raw_ops.QueueSizeV2(handle=joins) > 0)
-            beams, ids = tf.cond(joining, take, lambda: (beams, ids))
-            spoke = tf.where(joining, tf.constant(0.0, tf.float64), spoke)  # due at once
-            return beams, ids, tf.zeros_like(ids, tf.bool), spoke
+            beams, ids = tf.cond(tf.size(ids) == 0, lambda: take(beams, ids),
+                                 lambda: (beams, ids))
+            beams, ids = tf.while_loop(
+                lambda *_: tf.raw_ops.QueueSizeV2(handle=joins) > 0, take, (beams, ids),
+                shape_invariants=(invariants[0], invariants[1]))
+            took = tf.size(ids) > before
+
+            def tell() -> tf.Tensor:  # the batcher may start the next group
+                with tf.control_dependencies([tf.raw_ops.QueueEnqueueV2(
+                        handle=news, components=[
+                            tf.zeros([0], tf.int64), tf.size(ids),
+                            tf.constant(0.0, tf.float64),
+                            *(tf.zeros([0], dtype) for dtype in self._news_types[3:])])]):
+                    return tf.constant(0.0, tf.float64)  # streams: due at once
+
+            spoke = tf.cond(took, tell, lambda: spoke)
+            gone = tf.cond(tf.raw_ops.QueueSizeV2(handle=leaves) > 0, lambda: tf.concat(
+                [gone, tf.raw_ops.QueueDequeueV2(
+                    handle=leaves, component_types=[tf.int64])[0]], 0), lambda: gone)
+            left = tf.equal(ids[:, None], gone[None, :])  # [rows, gone]
+            rows = tf.where(tf.logical_not(tf.reduce_any(left, axis=1)))[:, 0]
+            beams, ids = tf.cond(tf.reduce_any(left), lambda: (
+                select_rows(beams, rows), tf.gather(ids, rows)), lambda: (beams, ids))
+            gone = tf.boolean_mask(gone, tf.logical_not(tf.reduce_any(left, axis=0)))
+            return beams, ids, tf.zeros_like(ids, tf.bool), spoke, gone
 
         def advance(beams, ids, ended, seconds, spoke):
             """`STEPS_PER_CALL` steps (`LONE_STEPS` for a lone input); news if an input
@@ -406,23 +441,21 @@ class StepDecoder:
                                      lambda: (seconds, spoke))
             return after, ids, out[ENDED], seconds, spoke
 
-        def body(beams, ids, ended, seconds, spoke):
+        def body(beams, ids, ended, seconds, spoke, gone):
             dead = tf.reduce_sum(tf.cast(ended, tf.int32))
             due = ((2 * dead >= tf.size(ids)) | (tf.raw_ops.QueueSizeV2(handle=joins) > 0)
                    | (tf.raw_ops.QueueSizeV2(handle=leaves) > 0))
-            beams, ids, ended, spoke = tf.cond(
-                due, lambda: regroup(beams, ids, ended, spoke),
-                lambda: (beams, ids, ended, spoke))
-            return tf.cond(tf.size(ids) > 0,
-                           lambda: advance(beams, ids, ended, seconds, spoke),
-                           lambda: (beams, ids, ended, seconds, spoke))
+            beams, ids, ended, spoke, gone = tf.cond(
+                due, lambda: regroup(beams, ids, ended, spoke, gone),
+                lambda: (beams, ids, ended, spoke, gone))
+            return (*tf.cond(tf.size(ids) > 0,
+                             lambda: advance(beams, ids, ended, seconds, spoke),
+                             lambda: (beams, ids, ended, seconds, spoke)), gone)
 
         def running(*_) -> tf.Tensor:
             return tf.logical_not(tf.raw_ops.QueueIsClosedV2(handle=joins))
 
         never = tf.constant(0.0, tf.float64)
-        state = (empty, tf.zeros([0], tf.int64), tf.zeros([0], tf.bool), never, never)
-        scalar = tf.TensorShape([])
-        invariants = (tf.nest.map_structure(_unknown_shape, self._spec),
-                      tf.TensorShape([None]), tf.TensorShape([None]), scalar, scalar)
+        state = (empty, tf.zeros([0], tf.int64), tf.zeros([0], tf.bool), never, never,
+                 tf.zeros([0], tf.int64))
         return tf.while_loop(running, body, state, shape_invariants=invariants)[3]

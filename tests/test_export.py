@@ -99,6 +99,37 @@ def test_the_step_decoders_warm_up_leaves_nothing_behind(tiny_export):
     (ticket, _, outputs), = finished
     assert ticket == "first"
     assert outputs["texts"].tolist() == alone["texts"][0].tolist()
+    decoder.close()
+
+
+def test_an_input_that_leaves_as_it_joins_leaves_the_running_decode(tiny_export):
+    """The batcher joins a started input and drops it at once when its client left while
+    it started. Whether the running decode takes its group before or after the leave,
+    the input leaves the decode: the other input decodes alone (one row at each piece
+    of news), not beside a row nobody waits for."""
+    from prometheus_client import REGISTRY
+
+    from serving.step_decoder import StepDecoder
+
+    report, _ = tiny_export
+    loaded = tf.saved_model.load(str(report.export_path))
+    row = {"texts": "seven eight nine", "beam_width": 3, "length_penalty": 0.6,
+           "max_length": 20, "max_length_ratio": 0.0}
+    decoder = StepDecoder("leave-test", loaded, TRANSLATE.begin)
+    try:
+        for _ in range(4):
+            decoder.join(decoder.start([("stays", [row])]))
+            decoder.join(decoder.start([("leaves", [row])]))
+            decoder.leave({"leaves"})
+            finished = []
+            while decoder.rows:
+                finished += decoder.step()[0]
+            assert [ticket for ticket, *_ in finished] == ["stays"]
+    finally:
+        decoder.close()
+    rows = REGISTRY.get_sample_value("recur_batch_size_sum", {"model": "leave-test"})
+    news = REGISTRY.get_sample_value("recur_batch_size_count", {"model": "leave-test"})
+    assert news >= 4 and rows == news, "a left input went on decoding"
 
 
 def test_reloaded_savedmodel_matches_the_keras_model(tmp_path):
