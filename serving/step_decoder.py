@@ -122,6 +122,7 @@ class StepDecoder:
     def __init__(self, model: str, saved_model, begin: FunctionContract,
                  stream_seconds: float = 0.02):
         self.model = model
+        self._name = model  # `model` is blank while warming up: lanes are named for this
         self._stream_seconds = tf.constant(stream_seconds, tf.float64)
         self._contract = begin
         self._shared = begin.shared_inputs  # values a running decode shares (beam width)
@@ -256,33 +257,30 @@ class StepDecoder:
               ) -> tuple[list[Finished], dict[tuple[Hashable, int], str]]:
         """One piece of news: the inputs that ended, the others' progress."""
         ended, rows, seconds, *answers = news
-        ended = ended.numpy()
+        ended = ended.numpy().tolist()
+        *answers, ids, texts = answers if self._streams else (*answers, None, None)
+        ids = [] if ids is None else ids.numpy().tolist()
+        with self._lock:  # once: ended inputs leave, the others' progress
+            done = [self._rows.pop(id_, None) for id_ in ended]  # None: it left meanwhile
+            streaming = [self._rows.get(i) for i in ids]
+            sources = [row.source_tokens for row in self._rows.values()] if self.model else []
         if self.model and seconds > 0:  # not the news of a group taken
-            with self._lock:
-                lane = [row.source_tokens for row in self._rows.values()]
             metrics.INFERENCE_SECONDS.labels(self.model).observe(float(seconds))
             metrics.BATCH_SIZE.labels(self.model).observe(int(rows))
-            metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(lane))
-        if self._streams:
-            *answers, ids, texts = answers
+            metrics.PADDING_RATIO.labels(self.model).observe(padding_ratio(sources))
         finished: list[Finished] = []
-        if len(ended):
+        if ended:
             results = dict(zip(self._answers, (a.numpy() for a in answers), strict=True))
-            for id_, outputs in zip(ended.tolist(), per_input(results, len(ended)),
-                                    strict=True):
-                with self._lock:
-                    row = self._rows.pop(id_, None)
-                if row is None:  # it left meanwhile
+            for row, outputs in zip(done, per_input(results, len(ended)), strict=True):
+                if row is None:
                     continue
                 if self.model:
                     metrics.DECODE_STEPS.labels(self.model).observe(int(outputs[DECODE_STEPS]))
                 finished.append((row.ticket, row.index, outputs))
         progress = {}
-        if self._streams:  # of the inputs still decoding
-            with self._lock:
-                rows_of = [self._rows.get(i) for i in ids.numpy().tolist()]
+        if streaming:  # of the inputs still decoding
             progress = {(row.ticket, row.index): text.decode("utf-8", "replace")
-                        for row, text in zip(rows_of, texts.numpy(), strict=True)
+                        for row, text in zip(streaming, texts.numpy(), strict=True)
                         if row is not None}
         return finished, progress
 
@@ -310,7 +308,7 @@ class StepDecoder:
 
     def _open(self, shared: tuple, beams: Beams) -> _Lane:
         """A lane for inputs of `shared`, its loop running (holding `_lock`)."""
-        name = f"decode-{self.model}-{'-'.join(map(str, shared))}"
+        name = f"decode-{self._name}-{'-'.join(map(str, shared))}"
         lane = self._lanes[shared] = _Lane(name, self._join_types)
         empty = self._select(beams, tf.zeros([0], tf.int32))
         lane.thread = threading.Thread(target=self._serve, args=(lane, empty), name=lane.name,
@@ -373,7 +371,8 @@ class StepDecoder:
             before their group was taken (`_on_started` joins and leaves at once) wait
             in `gone` for it."""
             rows = tf.where(tf.logical_not(ended))[:, 0]
-            beams, ids = select_rows(beams, rows), tf.gather(ids, rows)
+            beams, ids = tf.cond(tf.reduce_any(ended), lambda: (  # else a copy for nothing
+                select_rows(beams, rows), tf.gather(ids, rows)), lambda: (beams, ids))
             before = tf.size(ids)
 
             def take(beams, ids):
