@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from google.protobuf.message import Message
@@ -21,7 +20,13 @@ from google.protobuf.message import Message
 from model.contract import Meta
 from protos.recur.v1 import recur_pb2, recur_pb2_grpc
 from serving import metrics
-from serving.batcher import BatcherClosed, DeadlineExpired, OnProgress, QueueFull
+from serving.batcher import (
+    BatcherClosed,
+    DeadlineExpired,
+    InputFailed,
+    OnProgress,
+    QueueFull,
+)
 from serving.config import LimitsConfig
 from serving.errors import RequestError, invalid
 from serving.registry import ModelEntry, ModelNotFound, ModelRegistry, ServedModel, StillLoading
@@ -30,8 +35,6 @@ from serving.task import Inputs, Outputs, Task
 log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = "_unknown"  # metric label for names that match no model (bounded cardinality)
-PARSE_THREADS = 2  # one a core here; parsing that needs a thread is short (an image check)
-MAX_PARSING = 64  # requests in or waiting for a parse thread; beyond, RESOURCE_EXHAUSTED
 
 
 class RecurServicer(recur_pb2_grpc.RecurServicer):
@@ -40,10 +43,6 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         self.tasks = tasks
         self.limits = limits
         self.answered = {method for task in tasks.values() for method in task.methods}
-        # Slow parsing (`Task.parse_in_thread`) gets threads of its own, not the event
-        # loop's default pool that model loads use, and a bounded wait for them.
-        self.parsers = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse")
-        self.parsing = 0
 
     # Every model RPC is answered the same way; which task answers depends on the model.
     async def Translate(self, request, context):
@@ -109,8 +108,9 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
     async def _submit(self, method: str, request: Message, deadline: float | None,
                       on_progress: OnProgress | None = None
                       ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
-        """Resolves the model, has its task parse the request (in a worker thread if the
-        task's parsing is slow, so other requests are not held up), queues the inputs.
+        """Resolves the model, has its task parse the request, queues the inputs; the
+        awaitable answers their outputs, or raises the task's client error for inputs
+        that broke the model alone (`InputFailed`: an image that does not decode).
 
         A version swapped out between lookup and submit (hot reload) refuses new work:
         an unpinned request then goes to the version that replaced it.
@@ -122,26 +122,27 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
                                f"answers it (served: {served})")
         for attempt in range(2):
             model, task = self._model(method, request.model)
-            if task.parse_in_thread:
-                if self.parsing >= MAX_PARSING:
-                    raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                       f"{self.parsing} requests are waiting for their input "
-                                       "to be checked: retry later or elsewhere")
-                self.parsing += 1
-                try:
-                    inputs = await asyncio.get_running_loop().run_in_executor(
-                        self.parsers, task.parse, method, request, model.metadata, self.limits)
-                finally:
-                    self.parsing -= 1
-            else:
-                inputs = task.parse(method, request, model.metadata, self.limits)
+            inputs = task.parse(method, request, model.metadata, self.limits)
             try:
-                return model, task, inputs, model.batcher.submit(
-                    inputs.key, inputs.merged(), deadline, on_progress)
+                pending = model.batcher.submit(inputs.key, inputs.merged(), deadline,
+                                               on_progress)
             except BatcherClosed:
                 if attempt or request.model.version:
                     raise
+                continue
+            return model, task, inputs, self._explained(method, request, task, pending)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _explained(method: str, request: Message, task: Task,
+                         pending: Awaitable[list[Outputs]]) -> list[Outputs]:
+        try:
+            return await pending
+        except InputFailed as failure:
+            refusal = task.refusal(method, request, failure.error)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     def _model(self, method: str, spec: recur_pb2.ModelSpec) -> tuple[ServedModel, Task]:
         if not spec.name:

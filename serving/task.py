@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from model.contract import Meta, TaskContract
 from serving.config import LimitsConfig
+from serving.errors import RequestError
 
 Row = dict[str, Any]
 """One input: export input name -> value (a str, bytes or number)."""
@@ -72,14 +73,18 @@ class Task:
     name: str
     contract: TaskContract
     methods: tuple[str, ...] = ()  # RPC names of recur.v1.Recur this task answers
-    # Parsing that may take milliseconds (decoding an image to check it) runs in a worker
-    # thread, off the event loop that serves every other request.
-    parse_in_thread: bool = False
 
     def parse(self, method: str, request: Message, metadata: dict,
               limits: LimitsConfig) -> Inputs:
-        """Validates `request` (raise `serving.errors.invalid(...)`, naming the field)."""
+        """Validates `request` (raise `serving.errors.invalid(...)`, naming the field). It
+        runs on the event loop: checks that take no more than microseconds."""
         raise NotImplementedError
+
+    def refusal(self, method: str, request: Message, error: Exception) -> RequestError | None:
+        """The client error for a request whose inputs failed the model alone with `error`
+        (the batcher ran it apart from its batch), if its input is to blame; None: the
+        server's fault (INTERNAL)."""
+        return None
 
     def respond(self, method: str, request: Message, inputs: Inputs, results: list[Outputs],
                 version: int) -> tuple[Message, int]:

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from serving.batcher import Batcher, BatcherClosed, BatchingConfig, DeadlineExpired, QueueFull
+from serving.batcher import (
+    Batcher,
+    BatcherClosed,
+    BatchingConfig,
+    DeadlineExpired,
+    InputFailed,
+    QueueFull,
+)
 
 
 class Model:
@@ -173,18 +180,28 @@ def test_an_expired_request_costs_no_inference():
     assert [xs for _, xs in model.batches] == [["first"]]
 
 
-def test_a_failing_batch_fails_its_requests_and_the_batcher_keeps_serving():
+def test_a_failing_batch_is_run_apart_and_only_the_request_that_breaks_the_model_fails():
+    """A batch the model fails on is split in halves, down to single requests: the one
+    whose input breaks the model fails alone (InputFailed, with the model's error), the
+    seven others of its batch are answered, and the batcher keeps serving."""
     async def main():
         model = Model(fail_on="boom")
-        batcher = await started(model, max_batch_size=4, batch_timeout_ms=20)
-        outcome = await asyncio.gather(batcher.submit("k", ["boom"]), batcher.submit("k", ["ok"]),
+        batcher = await started(model, max_batch_size=8, batch_timeout_ms=20)
+        texts = ["a", "b", "c", "boom", "d", "e", "f", "g"]
+        outcome = await asyncio.gather(*(batcher.submit("k", [t]) for t in texts),
                                        return_exceptions=True)
         after = await batcher.submit("k", ["fine"])
         await batcher.close()
-        return outcome, after
+        return texts, outcome, after, model.batches
 
-    outcome, after = run(main())
-    assert all(isinstance(o, ValueError) for o in outcome), "both shared the failed batch"
+    texts, outcome, after, batches = run(main())
+    assert [o for t, o in zip(texts, outcome, strict=True) if t != "boom"] == [
+        [f"k:{t.upper()}"] for t in texts if t != "boom"]
+    failure = outcome[texts.index("boom")]
+    assert isinstance(failure, InputFailed) and isinstance(failure.error, ValueError)
+    assert "model exploded" in str(failure)
+    assert [inputs for _, inputs in batches] == [
+        texts, texts[:4], ["a", "b"], ["c", "boom"], ["c"], ["boom"], texts[4:], ["fine"]]
     assert after == ["k:FINE"]
 
 
@@ -492,7 +509,7 @@ def test_inputs_start_while_the_decode_steps_and_a_failed_start_fails_only_its_o
         steps_before = len(decoder.steps)
         short = await batcher.submit("k", ["x3"])
         steps_while_starting = len(decoder.steps) - steps_before
-        with pytest.raises(ValueError, match="encoder exploded"):
+        with pytest.raises(InputFailed, match="encoder exploded"):
             await batcher.submit("k", ["x666"])
         result = await long
         await batcher.close()
@@ -535,6 +552,41 @@ def test_inputs_arriving_during_a_start_start_together_and_join_the_running_deco
     assert decoder.starts == [["x200"], ["x1", "x2", "x3"]], "one start for the three"
     assert ["x1", "x2", "x200", "x3"] in decoder.steps, "they joined the running decode"
     assert not long_done
+
+
+def test_a_start_that_fails_is_run_apart_and_the_others_started_with_it_decode():
+    """Inputs started together (`begin` in one call) and one of them breaks the encoder
+    (an image that does not decode): the call is split in halves, the bad input fails
+    alone and the others join the running decode and are answered."""
+    class Picky(Stepper):
+        def __init__(self):
+            super().__init__()
+            self.starts: list[list[str]] = []
+
+        def start(self, entries):
+            texts = [text for _, texts in entries for text in texts]
+            self.starts.append(texts)
+            time.sleep(0.05)
+            if "x666" in texts:
+                raise ValueError("encoder exploded")
+            return super().start(entries)
+
+    async def main():
+        decoder = Picky()
+        batcher = await stepping(decoder)
+        first = asyncio.ensure_future(batcher.submit("k", ["x5"]))
+        await asyncio.sleep(0.02)  # during its start: the next three start together
+        outcome = await asyncio.gather(*(batcher.submit("k", [t]) for t in ("x3", "x666",
+                                                                          "x4")),
+                                       return_exceptions=True)
+        await first
+        await batcher.close()
+        return decoder.starts, outcome
+
+    starts, outcome = run(main())
+    assert outcome[0] == ["x3 done"] and outcome[2] == ["x4 done"]
+    assert isinstance(outcome[1], InputFailed) and "encoder exploded" in str(outcome[1])
+    assert starts == [["x5"], ["x3", "x666", "x4"], ["x3"], ["x666", "x4"], ["x666"], ["x4"]]
 
 
 def test_request_batches_group_inputs_of_similar_length():

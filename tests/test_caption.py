@@ -117,14 +117,23 @@ def test_caption_figures_use_every_reference_and_each_held_out_kind():
     assert word_errors("a b c", "a c") == 1 and word_errors("", "a b") == 2
 
 
-@pytest.fixture(scope="module")
-def caption_server(caption_export):
+def serve(caption_export, *args: str):
     _, base, _ = caption_export
     process = ServerProcess(base, "--poll-seconds", "0", "--max-image-bytes", "8000",
-                            "--max-image-pixels", str(64 * 64))
+                            "--max-image-pixels", str(64 * 64), *args)
     process.wait_until_serving()
     yield process
     assert process.stop() == 0, process.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def caption_server(caption_export):
+    yield from serve(caption_export)
+
+
+@pytest.fixture(scope="module")
+def request_scheduled_caption_server(caption_export):
+    yield from serve(caption_export, "--scheduling", "request")
 
 
 def test_caption_over_grpc_and_the_cli_prints_the_n_best(caption_server, tmp_path, capsys):
@@ -176,8 +185,12 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
     }
 
 
+@pytest.mark.parametrize("server", ["caption_server", "request_scheduled_caption_server"])
 def test_bad_images_get_invalid_argument_and_good_ones_beside_them_are_answered(
-        caption_server):
+        server, request):
+    """Sent at once, so that they share model calls: a truncated or corrupt image passes
+    the header checks and fails the call it is in, whose requests are then run apart."""
+    caption_server = request.getfixturevalue(server)
     rng = random.Random(5)
     good = [(picture(c, s, rng), f"{c} {s}") for c, s in (("red", "cross"), ("green", "square"),
                                                          ("blue", "circle"))]

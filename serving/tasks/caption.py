@@ -1,7 +1,8 @@
 """Captioning on the serving side: `Caption` (an encoded image -> its n-best captions).
 
-The image is checked (format, bytes, pixels, that it decodes: `serving/images.py`), in a
-worker thread, before it joins a batch, so a bad image costs its own request only.
+The image's headers are checked (format, bytes, pixels: `serving/images.py`) before it
+joins a batch; one that does not decode fails its model call, whose requests the batcher
+then runs apart, so a bad image costs its own request only.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from model.contract import CAPTION, IMAGE_SIZE, IMAGES, NUM_HYPOTHESES
 from protos.recur.v1 import recur_pb2
 from serving.config import LimitsConfig
 from serving.decoding import decode_options, nbest, tokens_in
-from serving.errors import invalid
-from serving.images import check_image
+from serving.errors import RequestError, invalid
+from serving.images import check_image, undecodable
 from serving.task import Inputs, Outputs, Task
 
 
@@ -22,7 +23,6 @@ class CaptionTask(Task):
     name = CAPTION.task
     contract = CAPTION
     methods = ("Caption",)
-    parse_in_thread = True  # it decodes the image once to check it
 
     def parse(self, method: str, request: recur_pb2.CaptionRequest, metadata: dict,
               limits: LimitsConfig) -> Inputs:
@@ -31,6 +31,10 @@ class CaptionTask(Task):
             raise invalid("options.max_length_ratio is for translation only: leave it unset")
         options = decode_options(request.options, metadata, limits)
         return Inputs([{IMAGES.name: request.image}], options)
+
+    def refusal(self, method: str, request: recur_pb2.CaptionRequest, error: Exception
+                ) -> RequestError | None:
+        return undecodable(request.image, error)
 
     def respond(self, method: str, request: Message, inputs: Inputs, results: list[Outputs],
                 version: int) -> tuple[Message, int]:
