@@ -371,8 +371,7 @@ class StepDecoder:
             before their group was taken (`_on_started` joins and leaves at once) wait
             in `gone` for it."""
             rows = tf.where(tf.logical_not(ended))[:, 0]
-            beams, ids = tf.cond(tf.reduce_any(ended), lambda: (  # else a copy for nothing
-                select_rows(beams, rows), tf.gather(ids, rows)), lambda: (beams, ids))
+            beams, ids = select_rows(beams, rows), tf.gather(ids, rows)
             before = tf.size(ids)
 
             def take(beams, ids):
