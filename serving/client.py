@@ -106,15 +106,25 @@ class RecurClient:
         return self.stub.Translate(request, timeout=self.timeout)
 
     def caption(self, images: Sequence[bytes], model: str = "", version: int = 0,
-                **options: float | None) -> list[recur_pb2.CaptionResponse]:
+                errors: bool = False, **options: float | None
+                ) -> list[recur_pb2.CaptionResponse | grpc.RpcError]:
         """Captions each encoded image (one request each, all in flight at once);
-        `options` are DecodeOptions fields, None = the server's default."""
+        `options` are DecodeOptions fields, None = the server's default. An image the
+        server refuses raises its grpc.RpcError, or with `errors` takes its place."""
         spec = recur_pb2.ModelSpec(name=model or self.default_model("caption"),
                                    version=version)
         calls = [self.stub.Caption.future(recur_pb2.CaptionRequest(
             model=spec, image=image, options=decode_options(**options)), timeout=self.timeout)
             for image in images]
-        return [call.result() for call in calls]
+        answers = []
+        for call in calls:
+            try:
+                answers.append(call.result())
+            except grpc.RpcError as error:
+                if not errors:
+                    raise
+                answers.append(error)
+        return answers
 
     def tag(self, texts: Sequence[str] = (), token_lists: Sequence[Sequence[str]] = (),
             model: str = "",
@@ -188,13 +198,18 @@ def unreachable(target: str, seconds: float | None = None) -> str:
             "--model-base-path EXPORTS) or point --target at it (HOST:PORT)")
 
 
-def _print_nbest(inputs: Sequence[str], results: Sequence[recur_pb2.NBest],
-                 version: int) -> None:
+def _print_nbest(inputs: Sequence[str], results: Sequence[recur_pb2.NBest | str],
+                 version: int | None) -> None:
+    """Each input's n-best, or the error (a str) the server answered for it."""
     for i, (name, nbest) in enumerate(zip(inputs, results, strict=True), 1):
         print(f"[{i}] {name}")
+        if isinstance(nbest, str):
+            print(f"    error: {nbest}")
+            continue
         for rank, hyp in enumerate(nbest.hypotheses, 1):
             print(f"    {rank}. score {hyp.score:8.4f}  log_prob {hyp.log_prob:8.3f}  {hyp.text}")
-    print(f"(model version {version})")
+    if version is not None:
+        print(f"(model version {version})")
 
 
 def _print_tags(response: recur_pb2.TagResponse) -> None:
@@ -299,11 +314,20 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "caption":
                 images = [Path(name).read_bytes() for name in args.images]
                 answers = client.caption(
-                    images, args.model, args.version, beam_width=args.beam_width,
-                    num_hypotheses=args.num_hypotheses, length_penalty=args.length_penalty,
-                    max_length=args.max_length)
-                _print_nbest(args.images, [a.result for a in answers],
-                             max(a.model_version for a in answers))
+                    images, args.model, args.version, errors=True,
+                    beam_width=args.beam_width, num_hypotheses=args.num_hypotheses,
+                    length_penalty=args.length_penalty, max_length=args.max_length)
+                refused = [a for a in answers if isinstance(a, grpc.RpcError)]
+                if len(refused) == len(answers):
+                    raise refused[0]  # nothing captioned: one error says it (unreachable...)
+                # each image's n-best, or why the server refused it
+                _print_nbest(args.images, [
+                    f"{a.code().name}: {a.details()}" if isinstance(a, grpc.RpcError)
+                    else a.result for a in answers],
+                    max(a.model_version for a in answers
+                        if not isinstance(a, grpc.RpcError)))
+                if refused:
+                    return 1
             elif args.command == "tag":
                 if args.pretokenized:
                     response = client.tag(token_lists=[t.split() for t in args.texts],

@@ -152,6 +152,14 @@ def test_caption_over_grpc_and_the_cli_prints_the_n_best(caption_server, tmp_pat
                             str(tmp_path / "green.gif"), "--beam-width", "2"]) == 0
     out = capsys.readouterr().out
     assert "green.gif" in out and "green circle" in out and "2. score" in out
+    # a bad file among good ones: the good ones' n-best, the bad one's error, exit 1
+    cut = picture("red", "circle", rng)
+    (tmp_path / "cut.png").write_bytes(cut[:len(cut) // 2])
+    assert client_cli.main(["--target", caption_server.target, "caption",
+                            str(tmp_path / "cut.png"), str(tmp_path / "green.gif")]) == 1
+    out = capsys.readouterr().out
+    assert out.index("cut.png") < out.index("error: INVALID_ARGUMENT: image is a truncated "
+                                            "or corrupt PNG") < out.index("green circle")
 
 
 def bad_images() -> dict[str, tuple[bytes, str]]:
