@@ -66,6 +66,7 @@ from typing import Any, TypeVar
 
 from model.config import option
 from serving import metrics
+from serving.errors import reason
 from serving.moving_average import MovingAverage
 from serving.step_decoder import StepDecoder
 
@@ -149,11 +150,8 @@ def run_isolating(run: Callable[[list[Part]], Result], parts: list[Part], model:
         return [(parts, run(parts))], []
     except Exception as error:
         if len(parts) == 1:
-            # the last line that is not a TensorFlow node trace: "Invalid PNG data, size 649"
-            words = [line for line in str(error).splitlines()
-                     if line.strip() and not line.startswith("\t")]
             log.warning("a request's inputs failed alone on model %s: %s", model,
-                        words[-1] if words else type(error).__name__)
+                        reason(error))
             return [], [(parts[0], InputFailed(error))]
         log.debug("a call of %d requests failed on model %s; running its halves apart",
                   len(parts), model)

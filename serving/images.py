@@ -18,14 +18,13 @@ import struct
 import tensorflow as tf
 
 from serving.config import LimitsConfig
-from serving.errors import RequestError, invalid
+from serving.errors import RequestError, invalid, reason
 
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
               b"GIF89a": "GIF"}
 # TensorFlow's error from the export's decoder (`model/images.py`), inside a graph call:
-# "... {{node map/while/decode_image/DecodeImage}} ...", the reason on the line before it
+# "... {{node map/while/decode_image/DecodeImage}} ..."
 _DECODER_NODE = re.compile(r"\{\{node [^}]*decode_image/")
-_REASON = re.compile(r"([^\n]+)\n\t \[\[\{\{node ")
 # JPEG start-of-frame markers (SOF0..SOF15 but DHT C4, JPG C8, DAC CC): the frame's size.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -68,9 +67,8 @@ def undecodable(data: bytes, error: Exception, field: str = "image") -> RequestE
     if not (isinstance(error, tf.errors.InvalidArgumentError)
             and _DECODER_NODE.search(error.message)):
         return None
-    reason = _REASON.search(error.message)  # the decoder's own words: "Invalid PNG data"
     return invalid(f"{field} is a truncated or corrupt {image_format(data)}: it does not "
-                   f"decode{f' ({reason[1]})' if reason else ''}")
+                   f"decode ({reason(error)})")
 
 
 def _header_size(data: bytes, format: str) -> tuple[int, int, int] | None:

@@ -73,7 +73,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
 
     async def _unary(self, method: str, request: Message, context) -> Message:
         async def handle(deadline: float | None):
-            model, task, inputs, pending = await self._submit(method, request, deadline)
+            model, task, inputs, pending = self._submit(method, request, deadline)
             results = await pending
             response, tokens = task.respond(method, request, inputs, results, model.version)
             metrics.GENERATED_TOKENS.labels(model.name).inc(tokens)
@@ -86,7 +86,7 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
         scheduling everything comes at the end), then the final messages."""
         async def handle(deadline: float | None):
             updates: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
-            model, task, inputs, pending = await self._submit(
+            model, task, inputs, pending = self._submit(
                 method, request, deadline, lambda index, text: updates.put_nowait((index, text)))
             stream = task.stream(method, request, inputs, model.version)
             results = asyncio.ensure_future(pending)
@@ -105,9 +105,9 @@ class RecurServicer(recur_pb2_grpc.RecurServicer):
 
         await self._answer(method, request, context, handle)
 
-    async def _submit(self, method: str, request: Message, deadline: float | None,
-                      on_progress: OnProgress | None = None
-                      ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
+    def _submit(self, method: str, request: Message, deadline: float | None,
+                on_progress: OnProgress | None = None
+                ) -> tuple[ServedModel, Task, Inputs, Awaitable[list[Outputs]]]:
         """Resolves the model, has its task parse the request, queues the inputs; the
         awaitable answers their outputs, or raises the task's client error for inputs
         that broke the model alone (`InputFailed`: an image that does not decode).
