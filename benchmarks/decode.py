@@ -1,5 +1,5 @@
 """Offline decoding throughput of a translation export, called in-process, and the
-share of this machine's matrix-product speed it uses.
+share of this machine's matrix-product speed and memory bandwidth it uses.
 
     python -m benchmarks.decode exports/translate-en-fr/1 --batch-sizes 1 64
 
@@ -16,9 +16,16 @@ padding past it to its bucket is not counted), and at every step of the in-graph
 the cell, attention and output projection for every hypothesis (the loop steps
 all rows of a batch until its last one ends). Beside it, a matmul peak measured in
 the same run: one TensorFlow [rows x units] x [units x vocab] product, the decode's
-largest. `--max-length 40 --max-length-ratio 0` caps every output at 40 tokens, so
-runs of different code on one export compare the same work (an export trained
-briefly, or not at all, seldom ends before its cap). --output writes JSON.
+largest. Small batches are bound by memory instead: a step reads every weight it
+multiplies by, however few hypotheses share them (the projection to the vocabulary
+alone is 16 MB at 512 x 8000). So it also prints the GB/s of the decode's reads,
+counted the same way (every weight matrix of the encoder's steps and of each decoder
+step, the tokens' embedding rows, and each input's attention memory and keys), against
+a streaming rate measured in the same run: the GB/s at which the largest product reads
+its weights at one sentence's rows ([beam x units] x [units x vocab]).
+`--max-length 40 --max-length-ratio 0` caps every output at 40 tokens, so runs of
+different code on one export compare the same work (an export trained briefly, or not
+at all, seldom ends before its cap). --output writes JSON.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from training.corpora import load_bible_pairs  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per recurrent cell
 PEAK_ROWS = 256  # hypotheses of the peak's product: batch 64 at beam 4
+FLOAT32 = 4  # bytes
 
 
 def add_thread_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +99,7 @@ class TranslatorShape:
     units: int  # decoder; each encoder direction has half
     encoder_layers: int
     gates: int
+    projection_bytes: int = FLOAT32  # per weight of the output projection (bfloat16: 2)
 
     @classmethod
     def of(cls, metadata: Mapping) -> TranslatorShape | None:
@@ -100,19 +109,29 @@ class TranslatorShape:
         try:
             return cls(int(metadata["vocab_size"]), int(config["embedding_dim"]),
                        int(config["units"]), int(config["encoder_layers"]),
-                       GATES[config["cell"]])
+                       GATES[config["cell"]], 2 if metadata.get(Meta.BF16_PROJECTION) else 4)
         except KeyError:
             return None
+
+    def _encoder_kernels(self) -> int:
+        """Weights of one step of every bidirectional layer (both directions)."""
+        half, inputs, weights = self.units // 2, self.embedding, 0
+        for _ in range(self.encoder_layers):
+            weights += 2 * (inputs + half) * self.gates * half
+            inputs = self.units
+        return weights
 
     def encoder_flops(self, positions: int) -> int:
         """Every bidirectional layer and the attention keys over `positions` source
         positions (batch x padded source time)."""
-        half, inputs, per_position = self.units // 2, self.embedding, 0
-        for _ in range(self.encoder_layers):
-            per_position += 2 * 2 * (inputs + half) * self.gates * half  # both directions
-            inputs = self.units
-        per_position += 2 * self.units * self.units  # attention keys
-        return per_position * positions
+        return (2 * self._encoder_kernels() + 2 * self.units * self.units) * positions
+
+    def encoder_bytes(self, batch: int, source_time: int) -> int:
+        """Bytes the encoder reads at least: its kernels at every one of its `source_time`
+        steps (a step multiplies by them whatever the batch), the embedding rows, and the
+        attention keys' kernel once."""
+        return FLOAT32 * (self._encoder_kernels() * source_time + self.units * self.units
+                          + batch * source_time * self.embedding)
 
     def step_flops(self, source_time: int) -> int:
         """One decoder step of one hypothesis attending over `source_time` positions: the
@@ -122,43 +141,86 @@ class TranslatorShape:
         return 2 * ((self.embedding + u) * self.gates * u + 2 * source_time * u + 2 * u * u
                     + u * self.vocab)
 
+    def step_bytes(self, inputs: int, hypotheses: int, source_time: int) -> int:
+        """Bytes one decoder step of `hypotheses` over `inputs` reads at least: the weight
+        matrices of its products (once, however many hypotheses share them), the
+        hypotheses' embedding rows, and every input's attention memory and keys."""
+        u = self.units
+        return (FLOAT32 * ((self.embedding + u) * self.gates * u + 2 * u * u
+                           + hypotheses * self.embedding + 2 * inputs * source_time * u)
+                + self.projection_bytes * u * self.vocab)
+
 
 def translate(signature, sources: list[str], options: Mapping) -> dict:
     """Translates a batch exactly as the server does; returns the signature's outputs."""
     return TRANSLATE.signature.call(signature, [{**options, TEXTS.name: s} for s in sources])
 
 
-def batch_flops(shape: TranslatorShape, out: Mapping, beam_width: int) -> int:
-    """The matrix-product operations of one `translate` call, from its outputs."""
+def batch_work(shape: TranslatorShape, out: Mapping, beam_width: int) -> tuple[int, int]:
+    """The matrix-product operations and the bytes read of one `translate` call, from its
+    outputs."""
     batch, source_time = len(out[SOURCE_TOKENS]), int(max(out[SOURCE_TOKENS]))
+    steps, hypotheses = int(out[DECODE_STEPS]), batch * beam_width
     return (shape.encoder_flops(batch * source_time)
-            + int(out[DECODE_STEPS]) * batch * beam_width * shape.step_flops(source_time))
+            + steps * hypotheses * shape.step_flops(source_time),
+            shape.encoder_bytes(batch, source_time)
+            + steps * shape.step_bytes(batch, hypotheses, source_time))
 
 
-def matmul_peak(rows: int, units: int, vocab: int, seconds: float = 2.0) -> float:
-    """GFLOP/s of the best of repeated [rows x units] x [units x vocab] float32 products."""
-    a, b = tf.random.normal([rows, units]), tf.random.normal([units, vocab])
-    product = tf.function(lambda: tf.matmul(a, b)[:1, :1])  # one value back
+@dataclass(frozen=True)
+class MachineSpeed:
+    """This machine at the decode's largest product, measured in the run: float32 GFLOP/s
+    at batch 64's rows (bound by arithmetic) and the GB/s at which its weights are read at
+    one sentence's rows (bound by memory)."""
+
+    peak_gflops: float
+    stream_gbps: float
+
+    @classmethod
+    def measure(cls, shape: TranslatorShape, beam_width: int) -> MachineSpeed:
+        weights = shape.units * shape.vocab
+        return cls(2 * PEAK_ROWS * weights / _best_product(PEAK_ROWS, shape) / 1e9,
+                   FLOAT32 * weights / _best_product(beam_width, shape) / 1e9)
+
+    def __str__(self) -> str:
+        return (f"{self.peak_gflops:.1f} GFLOP/s (matmul peak, {PEAK_ROWS} rows), "
+                f"{self.stream_gbps:.1f} GB/s (weights streamed at a sentence's rows)")
+
+
+def _best_product(rows: int, shape: TranslatorShape, seconds: float = 2.0,
+                  repeats: int = 8) -> float:
+    """Seconds of a [rows x units] x [units x vocab] float32 product: the best of calls of
+    `repeats` products in a graph loop (at a sentence's rows a product takes well under a
+    millisecond, and a call's own cost would count)."""
+    a = tf.random.normal([repeats, rows, shape.units])
+    b = tf.random.normal([shape.units, shape.vocab])
+
+    @tf.function
+    def products() -> tf.Tensor:
+        return tf.while_loop(lambda i, _: i < repeats,
+                             lambda i, total: (i + 1, total + tf.matmul(a[i], b)[0, 0]),
+                             (tf.constant(0), tf.constant(0.0)))[1]  # one value back
+
     for _ in range(3):
-        product()
+        products()
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        product().numpy()
+        products().numpy()
         best = min(best, time.perf_counter() - started)
-    return 2 * rows * units * vocab / best / 1e9
+    return best / repeats
 
 
 def measure(signature, sources: list[str], batch_size: int, options: Mapping,
             shape: TranslatorShape | None = None) -> dict:
     """Decodes `sources` in batches of `batch_size` twice: a first pass, which also pays
     for every compilation (TensorFlow's per function, XLA's per shape), then the measured
-    one. With the model's `shape`, also its effective GFLOP/s."""
+    one. With the model's `shape`, also its effective GFLOP/s and GB/s of reads."""
     started = time.perf_counter()
     for start in range(0, len(sources), batch_size):
         translate(signature, sources[start:start + batch_size], options)
     first_pass = time.perf_counter() - started
-    latencies, tokens, flops, steps = [], 0, 0, 0
+    latencies, tokens, flops, reads, steps = [], 0, 0, 0, 0
     started = time.perf_counter()
     for start in range(0, len(sources), batch_size):
         batch_started = time.perf_counter()
@@ -167,7 +229,8 @@ def measure(signature, sources: list[str], batch_size: int, options: Mapping,
         tokens += int(out["num_tokens"][:, 0].sum())
         steps += int(out[DECODE_STEPS])
         if shape is not None:
-            flops += batch_flops(shape, out, options["beam_width"])
+            work = batch_work(shape, out, options["beam_width"])
+            flops, reads = flops + work[0], reads + work[1]
     seconds = time.perf_counter() - started
     result = {
         "batch_size": batch_size,
@@ -182,6 +245,7 @@ def measure(signature, sources: list[str], batch_size: int, options: Mapping,
     }
     if shape is not None:
         result["effective_gflops"] = round(flops / seconds / 1e9, 2)
+        result["read_gbps"] = round(reads / seconds / 1e9, 2)
     return result
 
 
@@ -283,11 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     print("export: " + ", ".join(f"{key} {value}" for key, value in exported.items())
           + (" (the peak below is float32's: the share counts what the same products "
              "would cost in float32)" if exported[Meta.BF16_PROJECTION] else ""))
-    peaks = []
+    speeds: list[MachineSpeed] = []
     if shape is not None:
-        peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
-        print(f"matmul peak [{PEAK_ROWS} x {shape.units}] x [{shape.units} x {shape.vocab}]: "
-              f"{peaks[0]:.1f} GFLOP/s")
+        speeds.append(MachineSpeed.measure(shape, args.beam_width))
+        print(f"this machine at [{PEAK_ROWS} or {args.beam_width} x {shape.units}] x "
+              f"[{shape.units} x {shape.vocab}]: {speeds[0]}")
     results = []
     for batch_size in args.batch_sizes:
         result = measure(signature, sources, batch_size, options, shape)
@@ -296,10 +360,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result['target_tokens_per_second']:9.1f} target tokens/s, "
                 f"{result['decoder_steps_per_batch']:.1f} steps per batch at "
                 f"{result['ms_per_step']} ms")
-        if peaks:
-            result["share_of_peak"] = round(result["effective_gflops"] / peaks[0], 3)
+        if speeds:
+            result["share_of_peak"] = round(result["effective_gflops"] / speeds[0].peak_gflops,
+                                            3)
+            result["share_of_stream"] = round(result["read_gbps"] / speeds[0].stream_gbps, 3)
             line += (f", {result['effective_gflops']:.1f} GFLOP/s "
-                     f"({result['share_of_peak']:.0%} of peak)")
+                     f"({result['share_of_peak']:.0%} of peak), reading "
+                     f"{result['read_gbps']:.1f} GB/s ({result['share_of_stream']:.0%} of "
+                     "the streaming rate)")
         print(f"{line} (p50 batch latency {result['batch_latency_p50_ms']} ms; first pass, "
               f"compilations included: {result['first_pass_seconds']:.1f} s against "
               f"{result['seconds']:.1f} s)")
@@ -307,14 +375,16 @@ def main(argv: list[str] | None = None) -> int:
             result["ms_per_step_by_op"] = traced_step(
                 signature, sources[:batch_size], options, Path(args.trace) / f"batch-{batch_size}")
     if shape is not None:
-        peaks.append(matmul_peak(PEAK_ROWS, shape.units, shape.vocab))
-        print(f"matmul peak again: {peaks[1]:.1f} GFLOP/s")
+        speeds.append(MachineSpeed.measure(shape, args.beam_width))
+        print(f"this machine again: {speeds[1]}")
     if args.output:
         Path(args.output).write_text(json.dumps(
             {"export": args.export, "beam_width": args.beam_width, "options": options,
              **thread_settings(args),
              "model": shape and dataclasses.asdict(shape), "export_options": exported,
-             "matmul_peak_gflops": [round(peak, 1) for peak in peaks], "results": results},
+             "matmul_peak_gflops": [round(speed.peak_gflops, 1) for speed in speeds],
+             "stream_gbps": [round(speed.stream_gbps, 1) for speed in speeds],
+             "results": results},
             indent=2) + "\n")
     return 0
 

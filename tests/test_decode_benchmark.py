@@ -1,5 +1,5 @@
-"""The decode benchmark's operation count is the model's, and the benchmark runs on a real
-export (its speed figures are for humans, not asserted)."""
+"""The decode benchmark's counts of operations and bytes read are the model's, and the
+benchmark runs on a real export (its speed figures are for humans, not asserted)."""
 
 from __future__ import annotations
 
@@ -34,18 +34,27 @@ def matrix_product_flops(graph: tf.Graph) -> int:
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_the_counted_step_is_the_decode_steps_matrix_products(cell):
+def test_the_counted_step_is_the_decode_steps_products_and_reads(cell):
     vocab, embedding, units, beam, source_time = 50, 8, 16, 4, 5
     model = Seq2Seq(vocab, embedding_dim=embedding, units=units, cell=cell, dropout=0.0)
     model((tf.constant([[4, 3]]), tf.constant([[BOS_ID, 4]])))
     state, context = model.start_decoding(tf.constant([[4, 5, 6, 7, 3]]))
     state_specs = [tf.TensorSpec([beam, units]) for _ in state]
     step = tf.function(lambda tokens, state: model.decode_step(tokens, state, context))
-    graph = step.get_concrete_function(tf.TensorSpec([beam], tf.int32), state_specs).graph
+    concrete = step.get_concrete_function(tf.TensorSpec([beam], tf.int32), state_specs)
 
     shape = decode.TranslatorShape(vocab, embedding, units, encoder_layers=1,
                                    gates=decode.GATES[cell])
-    assert beam * shape.step_flops(source_time) == matrix_product_flops(graph)
+    assert beam * shape.step_flops(source_time) == matrix_product_flops(concrete.graph)
+    # what the step reads, counted off its graph: every weight matrix it captures (of the
+    # embedding table only its tokens' rows; biases left out), the attention memory and keys
+    matrices = [v for v in concrete.variables if v.shape.rank == 2 and "bias" not in v.name]
+    table = model.embedding.embeddings.value
+    assert any(v is table for v in matrices)
+    weights = sum(v.shape.num_elements() for v in matrices if v is not table)
+    memory = sum(t.shape.num_elements() for t in (context.memory_t, context.keys_t))
+    read = 4 * (weights + beam * embedding + memory)
+    assert shape.step_bytes(1, beam, source_time) == read
 
 
 @pytest.mark.slow
@@ -59,17 +68,18 @@ def test_the_benchmark_reports_speed_against_a_measured_peak(tiny_export, tmp_pa
                         "--max-length-ratio", "0", "--output", str(output),
                         "--trace", str(tmp_path / "trace")]) == 0
     printed = capsys.readouterr().out
-    assert "matmul peak" in printed and "GFLOP/s" in printed
+    assert "matmul peak" in printed and "GFLOP/s" in printed and "GB/s" in printed
     assert "where a step of batch 4 goes" in printed
     assert list((tmp_path / "trace" / "batch-4").glob("plugins/profile/*/*.xplane.pb")), \
         "no trace for TensorBoard"
     figures = json.loads(output.read_text())
     assert figures["options"]["max_length"] == 6
-    assert min(figures["matmul_peak_gflops"]) > 0
+    assert min(figures["matmul_peak_gflops"]) > 0 and min(figures["stream_gbps"]) > 0
     for result in figures["results"]:
         assert result["sentences"] == 12
         assert 1 <= result["decoder_steps_per_batch"] <= 7, "at most max length + EOS"
         assert result["effective_gflops"] > 0 and result["share_of_peak"] > 0
+        assert result["read_gbps"] > 0 and result["share_of_stream"] > 0
         by_op = result["ms_per_step_by_op"]  # the trace: the step's products among its ops
         assert any("MatMul" in op for op in by_op) and all(ms >= 0 for ms in by_op.values())
 
