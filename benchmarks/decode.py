@@ -190,8 +190,9 @@ class MachineSpeed:
 def _best_product(rows: int, shape: TranslatorShape, seconds: float = 2.0,
                   repeats: int = 8) -> float:
     """Seconds of a [rows x units] x [units x vocab] float32 product: the best of calls of
-    `repeats` products in a graph loop (at a sentence's rows a product takes well under a
-    millisecond, and a call's own cost would count)."""
+    `repeats` products in a graph loop, one at a time as a decode runs them (at a
+    sentence's rows a product takes well under a millisecond, and a call's own cost would
+    count)."""
     a = tf.random.normal([repeats, rows, shape.units])
     b = tf.random.normal([shape.units, shape.vocab])
 
@@ -199,7 +200,8 @@ def _best_product(rows: int, shape: TranslatorShape, seconds: float = 2.0,
     def products() -> tf.Tensor:
         return tf.while_loop(lambda i, _: i < repeats,
                              lambda i, total: (i + 1, total + tf.matmul(a[i], b)[0, 0]),
-                             (tf.constant(0), tf.constant(0.0)))[1]  # one value back
+                             (tf.constant(0), tf.constant(0.0)),
+                             parallel_iterations=1)[1]  # one value back
 
     for _ in range(3):
         products()
