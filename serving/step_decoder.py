@@ -10,7 +10,8 @@ cannot share a batch, so there is one running decode (a *lane*) per value of `be
 scalar inputs (the beam width); every other option is per input.
 
 A lane is one long TensorFlow call, on a thread of its own (`_run`): a graph loop that
-calls `advance` for two steps at a time, hands the inputs that ended, with their
+calls `advance` for a few steps at a time (about the square root of its inputs' decode
+length), hands the inputs that ended, with their
 n-best, to a queue that `step` reads (the batcher's decode thread), and between calls
 regroups its rows when a started group waits in its join queue (appending it), an
 input left (its leave queue) or half its rows have ended: ended rows stay in the batch,
@@ -60,8 +61,11 @@ Progress = tuple[Hashable, int, str]
 """(ticket, index, the input's settled output so far), from exports that stream."""
 
 QUEUE_CAPACITY = 4096  # news waiting to be read; a lane blocks beyond it
-STEPS_PER_CALL = 2  # per `advance` call of a lane; a lone input's: LONE_STEPS (see `_run`)
-LONE_STEPS = 8
+MIN_STEPS_PER_CALL = 2  # per `advance` call of a lane that several inputs share (`_run`)
+MAX_STEPS_PER_CALL = 8  # as a lone input's: longer calls delay streams' first chunk
+LONE_STEPS = 8  # a lone input's calls
+WAITING = 1.5  # calls an input that shares its calls waits for in its life (`_run`)
+LENGTH_SMOOTHING = 0.2  # weight of the latest call's ended inputs in the decode length
 FAILED = -1  # the id in the news a failing lane sends to wake `step`
 
 
@@ -340,19 +344,29 @@ class StepDecoder:
 
         Loop state: the search `beams` [rows, ...], each row's `ids` [rows], whether it
         ended (and was told: `ended` [rows]), the `seconds` stepped since the last news,
-        and when streams last heard their progress (`spoke`, a timestamp). An ended row
+        when streams last heard their progress (`spoke`, a timestamp), and the steps an
+        input decodes (`length`, a moving average over the inputs that ended). An ended row
         stays in the batch, frozen, until the next regrouping: when a started group
         waits, an input left, or half the rows have ended (each regrouping copies every
         row's state: about 2 ms at 64 quick translations, a quarter of their step, and
         one of them ends at most steps). `gone`: ids that left before they joined.
 
-        Calls take `STEPS_PER_CALL` steps: a call's own ops (its loop's set-up,
-        finalizing the ended rows) made one-step calls cost 1.16 ms a step of 16
-        captions against 0.86 in one long call, and a lone input's caption 8.4 ms
-        against 6.5 with two steps a call; an input ready to join waits for the
-        running call: a step at most (7 behind a lone input). A lone input takes
-        `LONE_STEPS` a call (nobody shares its calls): a lone quick translation 15.5 /
-        17.6 / 18.3 sentences/s at 2 / 8 / 32.
+        Calls of s steps: a call has its own cost c (its loop's set-up, finalizing the
+        ended rows, regrouping, news), while an input that shares calls waits for them:
+        past its own end until the call ends, and to join until the running one does.
+        With steps of p seconds, inputs of L steps and a share w = 1 - 1/n of an input's
+        calls shared with others (n inputs), an input's time is about L (p + c / s) +
+        WAITING w s p, least at s = sqrt(L c / (WAITING w p)); with c about p, as
+        measured for the Python-driven calls of 2026-12-03, s = sqrt(L / (WAITING w)),
+        between MIN_ and MAX_STEPS_PER_CALL (MIN_ until an input ended): 6 steps for 16
+        quick translations of 46, 3 for 16 captions of 10, 8 for char LM streams of 200
+        characters (whose first chunk waits for a call: calls of up to 16 steps served 64
+        streams 10 % faster than calls of 8 but put their first chunk p50 from 34 to 46 ms
+        at 16 streams). A lone input takes `LONE_STEPS` a call (nobody waits on its
+        calls): a lone quick translation 15.5 / 17.6 / 18.3 sentences/s at 2 / 8 / 32.
+        Against calls of a fixed 2 steps (until 2026-12-05) this rule served 4, 16 and
+        64 quick translations 7-10, 8-16 and 22-23 % more a second, captions as many
+        (the README).
 
         Streams hear their progress after the first call of an input that joined, then
         every `stream_seconds` at most (`spoke`: when they last did): news after every
@@ -362,7 +376,7 @@ class StepDecoder:
         vector = tf.TensorShape([None])
         scalar = tf.TensorShape([])
         invariants = (tf.nest.map_structure(_unknown_shape, self._spec), vector, vector,
-                      scalar, scalar, vector)
+                      scalar, scalar, scalar, vector)
 
         def regroup(beams, ids, ended, spoke, gone):
             """Drops the rows that ended, takes every started group waiting (waits for
@@ -410,12 +424,16 @@ class StepDecoder:
             gone = tf.boolean_mask(gone, tf.logical_not(tf.reduce_any(left, axis=0)))
             return beams, ids, tf.zeros_like(ids, tf.bool), spoke, gone
 
-        def advance(beams, ids, ended, seconds, spoke):
-            """`STEPS_PER_CALL` steps (`LONE_STEPS` for a lone input); news if an input
-            ended or a stream's progress is due (`step` reads what has come meanwhile at
-            once: a slower reader gets the news in fewer, larger pieces)."""
-            alone = tf.size(ids) - tf.reduce_sum(tf.cast(ended, tf.int32)) == 1
-            steps = tf.where(alone, LONE_STEPS, STEPS_PER_CALL)
+        def advance(beams, ids, ended, seconds, spoke, length):
+            """A call of sqrt(length / (WAITING w)) steps (`LONE_STEPS` for a lone input);
+            news if an input ended or a stream's progress is due (`step` reads what has
+            come meanwhile at once: a slower reader gets the news in fewer, larger
+            pieces)."""
+            live = tf.cast(tf.size(ids) - tf.reduce_sum(tf.cast(ended, tf.int32)), tf.float64)
+            sharing = tf.maximum(1 - 1 / live, 0.5)  # w; alone (live 1) overruled below
+            best = tf.cast(tf.round(tf.sqrt(length / (WAITING * sharing))), tf.int32)
+            steps = tf.where(live == 1, LONE_STEPS,
+                             tf.clip_by_value(best, MIN_STEPS_PER_CALL, MAX_STEPS_PER_CALL))
             began = tf.timestamp()
             with tf.control_dependencies([began]):
                 after, out = self._advance(beams, steps)
@@ -437,9 +455,13 @@ class StepDecoder:
 
             seconds, spoke = tf.cond(tf.reduce_any(new) | speaks, tell,
                                      lambda: (seconds, spoke))
-            return after, ids, out[ENDED], seconds, spoke
+            lengths = tf.cast(tf.boolean_mask(out[DECODE_STEPS], is_new), tf.float64)
+            length = tf.cond(tf.size(lengths) > 0, lambda: tf.where(
+                length > 0, length + LENGTH_SMOOTHING * (tf.reduce_mean(lengths) - length),
+                tf.reduce_mean(lengths)), lambda: length)
+            return after, ids, out[ENDED], seconds, spoke, length
 
-        def body(beams, ids, ended, seconds, spoke, gone):
+        def body(beams, ids, ended, seconds, spoke, length, gone):
             dead = tf.reduce_sum(tf.cast(ended, tf.int32))
             due = ((2 * dead >= tf.size(ids)) | (tf.raw_ops.QueueSizeV2(handle=joins) > 0)
                    | (tf.raw_ops.QueueSizeV2(handle=leaves) > 0))
@@ -447,13 +469,13 @@ class StepDecoder:
                 due, lambda: regroup(beams, ids, ended, spoke, gone),
                 lambda: (beams, ids, ended, spoke, gone))
             return (*tf.cond(tf.size(ids) > 0,
-                             lambda: advance(beams, ids, ended, seconds, spoke),
-                             lambda: (beams, ids, ended, seconds, spoke)), gone)
+                             lambda: advance(beams, ids, ended, seconds, spoke, length),
+                             lambda: (beams, ids, ended, seconds, spoke, length)), gone)
 
         def running(*_) -> tf.Tensor:
             return tf.logical_not(tf.raw_ops.QueueIsClosedV2(handle=joins))
 
         never = tf.constant(0.0, tf.float64)
         state = (empty, tf.zeros([0], tf.int64), tf.zeros([0], tf.bool), never, never,
-                 tf.zeros([0], tf.int64))
+                 tf.constant(0.0, tf.float64), tf.zeros([0], tf.int64))
         return tf.while_loop(running, body, state, shape_invariants=invariants)[3]
