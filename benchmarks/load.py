@@ -288,17 +288,21 @@ def plot(results: dict, path: Path) -> None:
     middle.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms",
                title="Request latency")
     middle.legend(fontsize=8)
-    names = list(results["runs"])
-    mixed = [results["runs"][n]["mixed"] for n in names]
-    x = range(len(names))
-    right.bar([i - 0.2 for i in x], [m["short"]["p99_ms"] for m in mixed], 0.4,
-              color="C4", label="short sources, p99")
-    right.bar([i + 0.2 for i in x], [m["long"]["p99_ms"] for m in mixed], 0.4,
-              color="C5", label="long sources, p99")
-    right.set_xticks(list(x), [f"{n}\n{m['sentences_per_second']} sent/s"
-                               for n, m in zip(names, mixed, strict=True)])
-    right.set(ylabel="ms", title=f"Mixed lengths, {mixed[0]['clients']} clients")
-    right.legend(fontsize=8)
+    names = [n for n, run in results["runs"].items() if "mixed" in run]
+    if names:
+        mixed = [results["runs"][n]["mixed"] for n in names]
+        x = range(len(names))
+        right.bar([i - 0.2 for i in x], [m["short"]["p99_ms"] for m in mixed], 0.4,
+                  color="C4", label="short sources, p99")
+        right.bar([i + 0.2 for i in x], [m["long"]["p99_ms"] for m in mixed], 0.4,
+                  color="C5", label="long sources, p99")
+        right.set_xticks(list(x), [f"{n}\n{m['sentences_per_second']} sent/s"
+                                   for n, m in zip(names, mixed, strict=True)])
+        right.set(ylabel="ms", title=f"Mixed lengths, {mixed[0]['clients']} clients")
+        right.legend(fontsize=8)
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "mixed-length workload not run", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -329,13 +333,14 @@ def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -
                 row["sentences_per_second"] / row["offline_sentences_per_second"], 3)
             run["concurrency"].append(row)
             print_row(f"{clients} clients", row)
-        mixed, labels = mixed_workload(sources)
-        run["mixed"] = closed_loop(server.target, args.model, mixed, args.mixed_clients,
-                                   args.mixed_requests, args.beam_width, labels)
-        print_row(f"mixed, {args.mixed_clients} cl.", run["mixed"])
-        for label in ("short", "long"):
-            print(f"{label:>16} {'':>17} " + " ".join(
-                f"{run['mixed'][label][q]:>8}" for q in ("p50_ms", "p95_ms", "p99_ms")))
+        if args.mixed_requests:
+            mixed, labels = mixed_workload(sources)
+            run["mixed"] = closed_loop(server.target, args.model, mixed, args.mixed_clients,
+                                       args.mixed_requests, args.beam_width, labels)
+            print_row(f"mixed, {args.mixed_clients} cl.", run["mixed"])
+            for label in ("short", "long"):
+                print(f"{label:>16} {'':>17} " + " ".join(
+                    f"{run['mixed'][label][q]:>8}" for q in ("p50_ms", "p95_ms", "p99_ms")))
         saturated = max(r["sentences_per_second"] for r in run["concurrency"])
         run["overload"] = overload(server.target, args.model, sources,
                                    saturated * args.overload_factor, args.overload_seconds,
@@ -365,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="concurrent clients of the mixed-length workload "
                              "(default: %(default)s)")
     parser.add_argument("--mixed-requests", type=int, default=256,
-                        help="requests of the mixed-length workload, half short, half long "
-                             "(default: %(default)s)")
+                        help="requests of the mixed-length workload, half short, half long; "
+                             "0 = not run (default: %(default)s)")
     parser.add_argument("--beam-width", type=int, default=4,
                         help="beam width of every request (default: %(default)s)")
     parser.add_argument("--overload-factor", type=float, default=4.0,

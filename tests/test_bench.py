@@ -36,6 +36,22 @@ def test_bench_writes_json_and_png(tiny_export, tmp_path):
     assert output.with_suffix(".png").stat().st_size > 10_000
 
 
+def test_bench_runs_without_the_mixed_workload(tiny_export, tmp_path):
+    """`--mixed-requests 0` leaves that workload out (it used to fail: "0 requests cannot
+    keep 16 clients busy"), and the plot says so."""
+    _, base = tiny_export
+    output = tmp_path / "bench"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", str(base), "--model", "toy-en-fr",
+         "--scheduling", "step", "--concurrency", "1", "--mixed-requests", "0",
+         "--overload-seconds", "0", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (scheduling,) = json.loads(output.with_suffix(".json").read_text())["runs"].values()
+    assert "mixed" not in scheduling and scheduling["concurrency"][0]["errors"] == 0
+    assert output.with_suffix(".png").stat().st_size > 10_000
+
+
 def test_closed_loop_clients_warm_up_untimed_and_are_timed_while_all_are_busy(server):
     """`drive`: each client's warm-up requests (indices past `total`) all end before the
     first timed one starts; the window ends when the first client runs out, so it
