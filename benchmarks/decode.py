@@ -109,7 +109,8 @@ class TranslatorShape:
         try:
             return cls(int(metadata["vocab_size"]), int(config["embedding_dim"]),
                        int(config["units"]), int(config["encoder_layers"]),
-                       GATES[config["cell"]], 2 if metadata.get(Meta.BF16_PROJECTION) else 4)
+                       GATES[config["cell"]],
+                       2 if metadata.get(Meta.BF16_PROJECTION) else FLOAT32)
         except KeyError:
             return None
 

@@ -49,6 +49,7 @@ from model.contract import (
     per_input,
 )
 from serving import metrics
+from serving.moving_average import SMOOTHING
 from serving.runner import padding_ratio
 from serving.task import Outputs, Row
 
@@ -61,11 +62,9 @@ Progress = tuple[Hashable, int, str]
 """(ticket, index, the input's settled output so far), from exports that stream."""
 
 QUEUE_CAPACITY = 4096  # news waiting to be read; a lane blocks beyond it
-MIN_STEPS_PER_CALL = 2  # per `advance` call of a lane that several inputs share (`_run`)
-MAX_STEPS_PER_CALL = 8  # as a lone input's: longer calls delay streams' first chunk
-LONE_STEPS = 8  # a lone input's calls
+MIN_STEPS_PER_CALL = 2  # per `advance` call of a lane (`_run`)
+MAX_STEPS_PER_CALL = 8  # a lone input's; longer calls delay streams' first chunk
 WAITING = 1.5  # calls an input that shares its calls waits for in its life (`_run`)
-LENGTH_SMOOTHING = 0.2  # weight of the latest call's ended inputs in the decode length
 FAILED = -1  # the id in the news a failing lane sends to wake `step`
 
 
@@ -358,12 +357,13 @@ class StepDecoder:
         calls shared with others (n inputs), an input's time is about L (p + c / s) +
         WAITING w s p, least at s = sqrt(L c / (WAITING w p)); with c about p, as
         measured for the Python-driven calls of 2026-12-03, s = sqrt(L / (WAITING w)),
-        between MIN_ and MAX_STEPS_PER_CALL (MIN_ until an input ended): 6 steps for 16
+        between MIN_ and MAX_STEPS_PER_CALL (MIN_ until an input ended; MAX_ for a lone
+        input, w = 0: nobody waits on its calls): 6 steps for 16
         quick translations of 46, 3 for 16 captions of 10, 8 for char LM streams of 200
         characters (whose first chunk waits for a call: calls of up to 16 steps served 64
         streams 10 % faster than calls of 8 but put their first chunk p50 from 34 to 46 ms
-        at 16 streams). A lone input takes `LONE_STEPS` a call (nobody waits on its
-        calls): a lone quick translation 15.5 / 17.6 / 18.3 sentences/s at 2 / 8 / 32.
+        at 16 streams). A lone quick translation: 15.5 / 17.6 / 18.3 sentences/s at
+        2 / 8 / 32 steps a call.
         Against calls of a fixed 2 steps (until 2026-12-05) this rule served 4, 16 and
         64 quick translations 7-10, 8-16 and 22-23 % more a second, captions as many
         (the README).
@@ -425,15 +425,16 @@ class StepDecoder:
             return beams, ids, tf.zeros_like(ids, tf.bool), spoke, gone
 
         def advance(beams, ids, ended, seconds, spoke, length):
-            """A call of sqrt(length / (WAITING w)) steps (`LONE_STEPS` for a lone input);
-            news if an input ended or a stream's progress is due (`step` reads what has
-            come meanwhile at once: a slower reader gets the news in fewer, larger
-            pieces)."""
+            """A call of sqrt(length / (WAITING w)) steps, within MIN_ and
+            MAX_STEPS_PER_CALL; news if an input ended or a stream's progress is due
+            (`step` reads what has come meanwhile at once: a slower reader gets the news
+            in fewer, larger pieces)."""
             live = tf.cast(tf.size(ids) - tf.reduce_sum(tf.cast(ended, tf.int32)), tf.float64)
-            sharing = tf.maximum(1 - 1 / live, 0.5)  # w; alone (live 1) overruled below
-            best = tf.cast(tf.round(tf.sqrt(length / (WAITING * sharing))), tf.int32)
-            steps = tf.where(live == 1, LONE_STEPS,
-                             tf.clip_by_value(best, MIN_STEPS_PER_CALL, MAX_STEPS_PER_CALL))
+            sharing = 1 - 1 / live  # w: 0 for a lone input, whose calls nobody waits on
+            best = tf.where(sharing > 0, tf.round(tf.sqrt(length / (WAITING * sharing))),
+                            MAX_STEPS_PER_CALL)
+            steps = tf.clip_by_value(tf.cast(best, tf.int32), MIN_STEPS_PER_CALL,
+                                     MAX_STEPS_PER_CALL)
             began = tf.timestamp()
             with tf.control_dependencies([began]):
                 after, out = self._advance(beams, steps)
@@ -457,7 +458,7 @@ class StepDecoder:
                                      lambda: (seconds, spoke))
             lengths = tf.cast(tf.boolean_mask(out[DECODE_STEPS], is_new), tf.float64)
             length = tf.cond(tf.size(lengths) > 0, lambda: tf.where(
-                length > 0, length + LENGTH_SMOOTHING * (tf.reduce_mean(lengths) - length),
+                length > 0, length + SMOOTHING * (tf.reduce_mean(lengths) - length),
                 tf.reduce_mean(lengths)), lambda: length)
             return after, ids, out[ENDED], seconds, spoke, length
 
