@@ -8,7 +8,11 @@ request) and measures:
   1. closed-loop load at 1, 4, 16 and 64 concurrent clients: throughput
      (sentences/s, target tokens/s), latency p50/p95/p99; right after each level,
      the same export decoding in-process (offline) at batch size = clients, and
-     the ratio server/offline: what serving costs on top of the model;
+     the ratio server/offline: what serving costs on top of the model; with step
+     scheduling also the step decoder alone in this process, as many inputs in
+     flight as clients (engine), which splits that ratio into what continuous
+     batching costs (engine/offline) and what the server around it costs
+     (server/engine: gRPC, the batcher, threads);
   2. a mixed-length workload: the shortest and the longest quarter of the
      sentences, interleaved, from 16 clients: p99 latency of the short and of the
      long requests, and total throughput;
@@ -37,17 +41,21 @@ import grpc
 from benchmarks.decode import (
     add_thread_arguments,
     decode_options,
+    load_export,
     load_signature,
     load_sources,
     measure,
     start_tensorflow,
     thread_settings,
 )
+from model.contract import TRANSLATE
 from model.export import versions
 from protos.recur.v1 import recur_pb2
 from serving.batcher import SCHEDULING
 from serving.client import RecurClient
 from serving.process import ServerProcess  # the same harness the tests use
+from serving.step_decoder import StepDecoder
+from serving.task import Row
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,6 +186,41 @@ def closed_loop(target: str, model: str, sources: list[str], clients: int, total
     return result
 
 
+def engine_closed_loop(decoder: StepDecoder, rows: Sequence[Row], in_flight: int,
+                       total: int) -> float:
+    """The step decoder alone, in this process, sentences/s: `in_flight` inputs decoding,
+    each replaced by the next row as soon as it is answered, as `in_flight` closed-loop
+    clients would be, but with no gRPC, batcher or start thread (`begin` runs here,
+    between reads of the decode's news, once for the inputs answered in a piece of
+    news). Timed from the first `in_flight` inputs joining to the `total`-th answer,
+    with inputs still waiting to replace those answered; `in_flight` inputs decoded
+    once first, untimed, as the server is warmed."""
+    def run(count: int) -> float:
+        started = 0
+
+        def join(n: int) -> None:
+            nonlocal started
+            if n:
+                decoder.join(decoder.start([(i, [rows[i % len(rows)]])
+                                            for i in range(started, started + n)]))
+                started += n
+
+        began = time.perf_counter()
+        join(in_flight)
+        answered = 0
+        while answered < count:
+            finished, _ = decoder.step()
+            answered += len(finished)
+            join(len(finished))
+        seconds = time.perf_counter() - began
+        while decoder.rows:  # the inputs past `count`, untimed
+            decoder.step()
+        return answered / seconds
+
+    run(in_flight)
+    return run(total)
+
+
 def against_in_process(levels: Sequence[int], served: Callable[[int], dict],
                        in_process: Callable[[int], float], unit: str, level_name: str,
                        shown: Sequence[str]) -> list[dict]:
@@ -278,6 +321,9 @@ def plot(results: dict, path: Path) -> None:
                   label=f"server, {scheduling} scheduling")
         left.plot(clients, [r["offline_sentences_per_second"] for r in rows], "s--",
                   color=color, alpha=0.5, label=f"in-process, measured with {scheduling}")
+        if "engine_sentences_per_second" in rows[0]:
+            left.plot(clients, [r["engine_sentences_per_second"] for r in rows], "^:",
+                      color=color, alpha=0.7, label="step decoder alone, in-process")
         middle.plot(clients, [r["p99_ms"] for r in rows], "o-", color=color,
                     label=f"p99, {scheduling}")
         middle.plot(clients, [r["p50_ms"] for r in rows], ".:", color=color,
@@ -307,22 +353,30 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+RATIOS = ("server_over_offline", "engine_over_offline", "server_over_engine")
+"""A closed-loop level's ratios, as printed (the engine's with step scheduling only)."""
+
+
 def print_row(name: str, row: dict) -> None:
     print(f"{name:>16} {row['sentences_per_second']:>8} {row['target_tokens_per_second']:>8} "
           f"{row['p50_ms']:>8} {row['p95_ms']:>8} {row['p99_ms']:>8}"
-          + (f" {row['server_over_offline']:>15}" if "server_over_offline" in row else ""))
+          + "".join(f" {row[key]:>15}" for key in RATIOS if key in row))
 
 
-def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -> dict:
+def bench_server(args, scheduling: str, sources: list[str], offline: Callable,
+                 engine: Callable[[int, int], float]) -> dict:
     """Every load against one server process with `scheduling`; offline(batch_size,
-    total) measures in-process decoding right after each level, so that both figures
+    total) measures in-process decoding right after each level (and with step
+    scheduling engine(in_flight, total) the step decoder alone), so that the figures
     of a ratio come from the same minute of this shared machine."""
     server = ServerProcess(Path(args.model_base_path), "--poll-seconds", "0", "--scheduling",
                            scheduling, *args.threads, *args.server_args.split())
     server.wait_until_serving()
     run: dict = {"concurrency": []}
     print(f"\n{scheduling} scheduling\n{'':>16} {'sent/s':>8} {'tok/s':>8} {'p50 ms':>8} "
-          f"{'p95 ms':>8} {'p99 ms':>8} {'server/offline':>15}")
+          f"{'p95 ms':>8} {'p99 ms':>8} "
+          + " ".join(f"{key.replace('_over_', '/'):>15}"
+                     for key in RATIOS[:1 if scheduling != "step" else None]))
     try:
         for clients in args.concurrency:
             total = max(64, clients * args.requests_per_client)
@@ -331,6 +385,12 @@ def bench_server(args, scheduling: str, sources: list[str], offline: Callable) -
             row["offline_sentences_per_second"] = offline(clients, total)["sentences_per_second"]
             row["server_over_offline"] = round(
                 row["sentences_per_second"] / row["offline_sentences_per_second"], 3)
+            if scheduling == "step":
+                row["engine_sentences_per_second"] = round(engine(clients, total), 2)
+                row["engine_over_offline"] = round(
+                    row["engine_sentences_per_second"] / row["offline_sentences_per_second"], 3)
+                row["server_over_engine"] = round(
+                    row["sentences_per_second"] / row["engine_sentences_per_second"], 3)
             run["concurrency"].append(row)
             print_row(f"{clients} clients", row)
         if args.mixed_requests:
@@ -396,10 +456,19 @@ def main(argv: list[str] | None = None) -> int:
     def offline(batch_size: int, total: int) -> dict:
         return measure(signature, sources[:total], batch_size, options)
 
-    results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
-                     "cpu_cores": os.cpu_count(), **thread_settings(args),
-                     "runs": {s: bench_server(args, s, sources, offline)
-                              for s in args.scheduling}}
+    decoder = StepDecoder("engine", load_export(export / str(version)), TRANSLATE.begin)
+    rows = [{**options, "texts": text} for text in sources]
+
+    def engine(in_flight: int, total: int) -> float:
+        return engine_closed_loop(decoder, rows, in_flight, total)
+
+    try:
+        results: dict = {"export": str(export / str(version)), "beam_width": args.beam_width,
+                         "cpu_cores": os.cpu_count(), **thread_settings(args),
+                         "runs": {s: bench_server(args, s, sources, offline, engine)
+                                  for s in args.scheduling}}
+    finally:
+        decoder.close()
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, Path(f"{args.output}.png"))
     print(f"wrote {args.output}.json and {args.output}.png")

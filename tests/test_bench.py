@@ -24,10 +24,17 @@ def test_bench_writes_json_and_png(tiny_export, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(output.with_suffix(".json").read_text())
     assert set(results["runs"]) == {"step", "request"}
-    for scheduling in results["runs"].values():
+    for name, scheduling in results["runs"].items():
         assert [r["clients"] for r in scheduling["concurrency"]] == [1, 4]
         assert all(r["errors"] == 0 and r["sentences_per_second"] > 0
                    for r in scheduling["concurrency"])
+        # The step decoder alone splits step scheduling's ratio in two.
+        for row in scheduling["concurrency"]:
+            assert ("engine_sentences_per_second" in row) == (name == "step")
+            if name == "step":
+                assert row["engine_sentences_per_second"] > 0
+                assert row["engine_over_offline"] * row["server_over_engine"] == pytest.approx(
+                    row["server_over_offline"], rel=0.01)
         mixed = scheduling["mixed"]
         assert mixed["errors"] == 0 and mixed["short"]["p99_ms"] and mixed["long"]["p99_ms"]
         overload = scheduling["overload"]
