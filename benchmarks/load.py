@@ -373,10 +373,10 @@ def bench_server(args, scheduling: str, sources: list[str], offline: Callable,
                            scheduling, *args.threads, *args.server_args.split())
     server.wait_until_serving()
     run: dict = {"concurrency": []}
+    ratios = RATIOS if scheduling == "step" else RATIOS[:1]
     print(f"\n{scheduling} scheduling\n{'':>16} {'sent/s':>8} {'tok/s':>8} {'p50 ms':>8} "
           f"{'p95 ms':>8} {'p99 ms':>8} "
-          + " ".join(f"{key.replace('_over_', '/'):>15}"
-                     for key in RATIOS[:1 if scheduling != "step" else None]))
+          + " ".join(f"{key.replace('_over_', '/'):>15}" for key in ratios))
     try:
         for clients in args.concurrency:
             total = max(64, clients * args.requests_per_client)
@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     def offline(batch_size: int, total: int) -> dict:
         return measure(signature, sources[:total], batch_size, options)
 
-    decoder = StepDecoder("engine", load_export(export / str(version)), TRANSLATE.begin)
+    decoder = (StepDecoder("engine", load_export(export / str(version)), TRANSLATE.begin)
+               if "step" in args.scheduling else None)  # the engine of step scheduling
     rows = [{**options, "texts": text} for text in sources]
 
     def engine(in_flight: int, total: int) -> float:
@@ -468,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                          "runs": {s: bench_server(args, s, sources, offline, engine)
                                   for s in args.scheduling}}
     finally:
-        decoder.close()
+        if decoder is not None:
+            decoder.close()
     Path(f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, Path(f"{args.output}.png"))
     print(f"wrote {args.output}.json and {args.output}.png")
